@@ -1,0 +1,7 @@
+"""`python -m stacmr` = the `stacmr` console script."""
+
+import sys
+
+from stacmr.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Data: the release format, the CTC-style annotations, the synthetic world, and the combined training set."""

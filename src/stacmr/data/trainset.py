@@ -1,0 +1,46 @@
+"""The combined training set: several feature stores concatenated, in order, into one store of the same schema.
+
+The paper trains on Flickr30K + TextCaps + the CTC training part; `trainset.sources` names the stores and their order.
+Images are copied in blocks of `chunk_images`, so memory does not grow with the data. The stores must agree on every
+size but N (regions R × D, OCR slots T × E, captions per image C); the producer attribute records which rows came
+from which store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from tqdm import tqdm
+
+from stacmr.checksum import sha256_file
+from stacmr.errors import StacmrError
+from stacmr.features.store import FIELDS, FeatureStore, create_store
+
+
+def build_trainset(stores: list[Path], out_path: str | os.PathLike, chunk_images: int, producer: dict) -> None:
+    """Concatenate the stores at `stores` (in order) into a new store at `out_path`."""
+    with contextlib.ExitStack() as stack:
+        opened = [stack.enter_context(FeatureStore(p)) for p in stores]
+        first = opened[0]
+        for store in opened[1:]:
+            for dim in ("R", "D", "T", "E", "C"):
+                if store.sizes[dim] != first.sizes[dim]:
+                    raise StacmrError(
+                        f"{store.path}: size {dim}={store.sizes[dim]} differs from {dim}={first.sizes[dim]} of"
+                        f" {first.path}; the stores of one training set must agree"
+                    )
+        sizes = {**first.sizes, "N": sum(len(s) for s in opened)}
+        ranges, start = [], 0
+        for store in opened:
+            ranges.append({"name": store.name, "start": start, "stop": start + len(store)})
+            start += len(store)
+        inputs = {str(s.path): sha256_file(s.path) for s in opened}
+        with create_store(out_path, "trainset", sizes, {**producer, "sources": ranges}, inputs) as out:
+            offset = 0
+            for store in opened:
+                for a in tqdm(range(0, len(store), chunk_images), desc=f"trainset {store.name}", unit="chunk"):
+                    b = min(a + chunk_images, len(store))
+                    out.write(offset + a, **{name: store[name][a:b] for name in FIELDS})
+                offset += len(store)

@@ -1,0 +1,1 @@
+"""Features: the HDF5 feature store (one schema module), fastText OCR embeddings, and the release → store build."""

@@ -1,0 +1,93 @@
+"""Release format → feature store: one split at a time, streamed in blocks of images.
+
+Reads `{split}_ims.npy` (memory-mapped), `{split}_caps.txt`, `{split}_ids.txt` and the source's annotation JSON;
+embeds each image's OCR tokens with the `OcrEmbedder`; checks every block for NaN/inf and float16 overflow before
+it is written; records the inputs' sha256 in the store. Memory is bounded by the block size, not the split size.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from stacmr.checksum import sha256_file
+from stacmr.data.annotations import ImageAnnotation
+from stacmr.data.explicit import is_explicit
+from stacmr.data.release import ReleaseSplit
+from stacmr.errors import StacmrError
+from stacmr.features.ocr_embedding import OcrEmbedder
+from stacmr.features.store import create_store
+
+_FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+def _checked_regions(release: ReleaseSplit, start: int, stop: int) -> np.ndarray:
+    block = np.asarray(release.ims[start:stop], dtype=np.float32)
+    bad = ~np.isfinite(block)
+    if bad.any():
+        row = start + int(np.argwhere(bad)[0][0])
+        raise StacmrError(f"{release.files['ims']}: NaN or infinite value in the region features of image row {row}")
+    big = np.abs(block) > _FLOAT16_MAX
+    if big.any():
+        row = start + int(np.argwhere(big)[0][0])
+        raise StacmrError(f"{release.files['ims']}: image row {row} has values beyond float16 range (±{_FLOAT16_MAX})")
+    return block.astype(np.float16)
+
+
+def build_store(
+    name: str,
+    release: ReleaseSplit,
+    annotations: dict[tuple[str, str], ImageAnnotation],
+    annotations_path: Path,
+    embedder: OcrEmbedder,
+    max_ocr_tokens: int,
+    out_path: str | os.PathLike,
+    producer: dict,
+    block: int = 256,
+) -> None:
+    """Write the store of split `name` ("source/split") to `out_path`."""
+    split = name.split("/")[1]
+    n, regions, dim = release.ims.shape
+    anns = []
+    for image_id in release.ids:
+        ann = annotations.get((split, image_id))
+        if ann is None:
+            raise StacmrError(f"{annotations_path}: no entry for image {image_id!r} of split {split!r}")
+        anns.append(ann)
+    inputs = {str(p): sha256_file(p) for p in (*release.files.values(), annotations_path, embedder.source)}
+    sizes = {"N": n, "R": regions, "D": dim, "T": max_ocr_tokens, "E": embedder.dim, "C": release.captions_per_image}
+    with create_store(out_path, name, sizes, producer, inputs) as store:
+        for start in tqdm(range(0, n, block), desc=f"features {name}", unit="block"):
+            stop = min(start + block, n)
+            count = stop - start
+            ocr_emb = np.zeros((count, max_ocr_tokens, embedder.dim), dtype=np.float32)
+            ocr_mask = np.zeros((count, max_ocr_tokens), dtype=bool)
+            ocr_tokens = np.full((count, max_ocr_tokens), "", dtype=object)
+            ocr_boxes = np.full((count, max_ocr_tokens, 4), np.nan, dtype=np.float32)
+            captions = []
+            explicit = np.zeros(count, dtype=bool)
+            for k, ann in enumerate(anns[start:stop]):
+                tokens = [t.text for t in ann.ocr_tokens]
+                ocr_emb[k], ocr_mask[k], kept = embedder.embed(tokens, max_ocr_tokens)
+                for slot, i in enumerate(kept):
+                    ocr_tokens[k, slot] = tokens[i]
+                    if ann.ocr_tokens[i].bbox is not None:
+                        ocr_boxes[k, slot] = ann.ocr_tokens[i].bbox
+                image_captions = release.image_captions(start + k)
+                captions.append(image_captions)
+                explicit[k] = is_explicit(ann.scene_text, image_captions)
+            store.write(
+                start,
+                regions=_checked_regions(release, start, stop),
+                region_count=np.full(count, regions, dtype=np.int32),
+                ocr_emb=ocr_emb.astype(np.float16),
+                ocr_mask=ocr_mask,
+                ocr_tokens=ocr_tokens,
+                ocr_boxes=ocr_boxes,
+                captions=np.array(captions, dtype=object),
+                image_ids=np.array(release.ids[start:stop], dtype=object),
+                explicit=explicit,
+            )

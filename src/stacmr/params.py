@@ -1,0 +1,218 @@
+"""Typed, frozen, validated params: `params.yaml` → `Params`, checked whole before any stage does I/O.
+
+Every section is a frozen dataclass with a comment per field. Validation is strict: an unknown key, a missing key,
+a wrong type or an out-of-range value stops with one line naming the dotted key and the problem (STYLE.md, rule 2).
+Ranges live in field metadata (`_range`), choices in `Literal` types; cross-field rules in `__post_init__`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+
+from stacmr.errors import StacmrError
+
+# The dataset splits each source provides, in the release format (DESIGN.md, data contracts). CTC-1K is `dev`,
+# CTC-5K is `test` (the StacMR release names).
+SOURCE_SPLITS: dict[str, tuple[str, ...]] = {
+    "ctc": ("train", "val", "dev", "test"),
+    "f30k": ("train",),
+    "textcaps": ("train",),
+}
+
+
+class ParamsError(StacmrError):
+    """A params file that does not match the schema below."""
+
+
+def _range(lo: float | None = None, hi: float | None = None) -> dict[str, Any]:
+    return field(metadata={"min": lo, "max": hi})
+
+
+@dataclass(frozen=True)
+class DataParams:
+    source: Literal["synthetic", "release"]  # synthetic: the embedded world; release: the real CTC data (issue #6)
+    captions_per_image: int = _range(1, 100)  # lines of `{split}_caps.txt` per image (5 in every release we know)
+
+
+@dataclass(frozen=True)
+class CtcSizes:
+    train: int = _range(1)  # CTC training part (the release's 5,683 images)
+    val: int = _range(1)  # validation split used for model selection (the release's 738 explicit images)
+    test: int = _range(1)  # CTC-5K-like test split
+    dev: int = _range(1)  # CTC-1K-like subset of `test`, drawn from its explicit images
+
+    def __post_init__(self) -> None:
+        if self.dev > self.test:
+            raise ParamsError(f"synthetic.ctc_images.dev: must be <= test ({self.test}), got {self.dev} (1K ⊂ 5K)")
+
+
+@dataclass(frozen=True)
+class SyntheticParams:
+    seed: int = _range(0)  # one seed for the whole world; each source draws from its own child stream
+    ctc_images: CtcSizes  # images per CTC split
+    f30k_images: int = _range(1)  # Flickr30K-like source: everyday scenes, no scene text
+    textcaps_images: int = _range(1)  # TextCaps-like source: every image carries text, most captions read it
+    regions: int = _range(4, 100)  # region slots per image (BUTD releases: 36)
+    region_dim: int = _range(8, 4096)  # region feature size (BUTD releases: 2048)
+    max_objects: int = _range(1, 6)  # objects per scene, drawn uniformly in 1..max_objects
+    group_size: int = _range(1, 10)  # images per group: same objects and attributes, different scene text
+    explicit_fraction: float = _range(0.0, 1.0)  # share of CTC groups whose captions name their scene text
+    max_text_words: int = _range(1, 20)  # scene-text words per CTC image, drawn in 1..max_text_words
+    textcaps_text_words: int = _range(1, 30)  # scene-text words per TextCaps-like image, drawn in 1..this
+    region_noise: float = _range(0.0, 10.0)  # std of the Gaussian noise on every region (concepts have unit norm)
+    attribute_weight: float = _range(0.0, 10.0)  # weight of the attribute concept in an object's regions
+    ocr_char_error: float = _range(0.0, 1.0)  # per-character chance of an OCR error (confusion, drop, insert)
+    ocr_miss_rate: float = _range(0.0, 1.0)  # chance that the OCR engine misses a scene-text word entirely
+    ocr_spurious_rate: float = _range(0.0, 1.0)  # per-image chance of one spurious (garbage) OCR token
+
+
+@dataclass(frozen=True)
+class FastTextParams:
+    model: str | None  # path to a fastText .bin (e.g. cc.en.300.bin); null: train one on the training text
+    dim: int = _range(2, 1024)  # vector size of a trained model (the release's OCR vectors: 300)
+    epoch: int = _range(1, 1000)  # training epochs
+    min_count: int = _range(1)  # minimal word count to enter the vocabulary
+    minn: int = _range(0, 10)  # shortest character n-gram; n-grams give noisy OCR tokens useful vectors
+    maxn: int = _range(0, 10)  # longest character n-gram
+    bucket: int = _range(1000)  # hash buckets for n-grams; the model file holds (words + bucket) × dim floats
+
+    def __post_init__(self) -> None:
+        if self.minn > self.maxn:
+            raise ParamsError(f"features.fasttext.minn: must be <= maxn ({self.maxn}), got {self.minn}")
+
+
+@dataclass(frozen=True)
+class FeaturesParams:
+    max_ocr_tokens: int = _range(1, 100)  # OCR token slots per image (the release code uses the first 15)
+    fasttext: FastTextParams
+
+
+@dataclass(frozen=True)
+class TrainsetParams:
+    sources: tuple[str, ...]  # `source/split` stores concatenated, in this order (paper: f30k + textcaps + ctc)
+    chunk_images: int = _range(1)  # images copied per step; bounds the memory of the streaming copy
+
+    def __post_init__(self) -> None:
+        known = [f"{s}/{split}" for s, splits in SOURCE_SPLITS.items() for split in splits]
+        if not self.sources:
+            raise ParamsError("trainset.sources: must name at least one source")
+        for name in self.sources:
+            if name not in known:
+                raise ParamsError(f"trainset.sources: unknown source {name!r}{_suggest(name, known)}")
+        if len(set(self.sources)) != len(self.sources):
+            raise ParamsError(f"trainset.sources: a source is listed twice in {list(self.sources)}")
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataParams
+    synthetic: SyntheticParams
+    features: FeaturesParams
+    trainset: TrainsetParams
+
+
+def _suggest(word: str, options: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _type_name(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ParamsError(f"{key}: must be one of {list(choices)}, got {value!r}{_suggest(str(value), choices)}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(value, inner, key)
+    if origin is tuple:
+        (inner, _) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ParamsError(f"{key}: expected a list, got {_type_name(value)}")
+        return tuple(_convert(v, inner, f"{key}[{i}]") for i, v in enumerate(value))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ParamsError(f"{key}: expected true or false, got {_type_name(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParamsError(f"{key}: expected an integer, got {_type_name(value)}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ParamsError(f"{key}: expected a number, got {_type_name(value)}")
+        if value != value:
+            raise ParamsError(f"{key}: expected a number, got NaN")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ParamsError(f"{key}: expected a string, got {_type_name(value)}")
+        return value
+    raise TypeError(f"params schema: unsupported type {tp!r} at {key}")
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    where = prefix or "the top level"
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{where}: expected a mapping of keys, got {_type_name(raw)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            raise ParamsError(f"{prefix + '.' if prefix else ''}{key}: unknown key{_suggest(str(key), fields)}")
+    values = {}
+    for name, f in fields.items():
+        key = f"{prefix}.{name}" if prefix else name
+        if name not in raw:
+            raise ParamsError(f"{key}: missing key")
+        value = _convert(raw[name], hints[name], key)
+        lo, hi = f.metadata.get("min"), f.metadata.get("max")
+        if lo is not None and value < lo:
+            raise ParamsError(f"{key}: must be >= {lo}, got {value!r}")
+        if hi is not None and value > hi:
+            raise ParamsError(f"{key}: must be <= {hi}, got {value!r}")
+        values[name] = value
+    return cls(**values)
+
+
+def parse_params(raw: Any) -> Params:
+    """Validate an already-parsed mapping (e.g. a test's modified copy of params.yaml) into `Params`."""
+    return _build(Params, raw, "")
+
+
+def load_params(path: str | os.PathLike) -> Params:
+    """Read and validate a params file; any problem raises `ParamsError` with the file name and the dotted key."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f)
+    except OSError as exc:
+        raise ParamsError(f"{path}: cannot read params file: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    try:
+        return parse_params(raw)
+    except ParamsError as exc:
+        raise ParamsError(f"{path}: {exc}") from None
+
+
+def params_dict(params: Any) -> dict[str, Any]:
+    """A params section as plain, JSON-ready data (recorded as provenance in the outputs)."""
+    return dataclasses.asdict(params)
