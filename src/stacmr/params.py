@@ -79,6 +79,8 @@ class FastTextParams:
     model: str | None  # path to a fastText .bin (e.g. cc.en.300.bin); null: train one on the training text
     dim: int = _range(2, 1024)  # vector size of a trained model (the release's OCR vectors: 300)
     epoch: int = _range(1, 1000)  # training epochs
+    lr: float = _range(1e-6, 1.0)  # learning rate (fastText's default 0.05 can diverge on tiny corpora)
+    ws: int = _range(1, 20)  # context window; a short one keeps scene-text words apart from their caption context
     min_count: int = _range(1)  # minimal word count to enter the vocabulary
     minn: int = _range(0, 10)  # shortest character n-gram; n-grams give noisy OCR tokens useful vectors
     maxn: int = _range(0, 10)  # longest character n-gram

@@ -8,6 +8,7 @@ it is written; records the inputs' sha256 in the store. Memory is bounded by the
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,20 @@ def _checked_regions(release: ReleaseSplit, start: int, stop: int) -> np.ndarray
         row = start + int(np.argwhere(big)[0][0])
         raise StacmrError(f"{release.files['ims']}: image row {row} has values beyond float16 range (±{_FLOAT16_MAX})")
     return block.astype(np.float16)
+
+
+def training_text(
+    releases: dict[str, ReleaseSplit], annotations: dict[str, dict[tuple[str, str], ImageAnnotation]]
+) -> Iterator[str]:
+    """The text a fastText model is trained on: every caption, and one line of OCR strings per image, of the given
+    splits (keys "source/split"; `annotations` is keyed by source)."""
+    for name, release in releases.items():
+        source, split = name.split("/")
+        yield from release.captions
+        for image_id in release.ids:
+            ann = annotations[source].get((split, image_id))
+            if ann is not None:
+                yield " ".join(t.text for t in ann.ocr_tokens)
 
 
 def build_store(

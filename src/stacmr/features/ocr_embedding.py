@@ -2,8 +2,15 @@
 
 The StacMR release embeds OCR tokens with fastText (300-d); its character n-grams give misread tokens ("P1ZZA") a
 vector near the word they misread. When `features.fasttext.model` is null we train a skipgram model on the training
-mix's captions and OCR strings, single-threaded with fastText's fixed seed, so the same inputs give the same vectors.
+mix's captions and OCR strings, single-threaded with fastText's fixed seed. The same inputs then give the same vectors
+up to float rounding: fastText's vectorised sums depend on how its buffers happen to be aligned, so two trainings in
+one process can differ in the last bits (seen: 3e-6 on vectors of norm 0.1); two runs of the stage gave identical
+files here.
 Tokens are lower-cased before lookup (engines read signs in capitals; captions are lower case).
+
+One thread has a side effect: fastText initialises its n-gram matrix in ten blocks, one per thread, so with one
+thread only the first tenth starts random and the rest starts at zero. N-grams never seen in training keep a zero
+row, and a token made only of such n-grams gets a zero vector (its slot is still marked as a real token).
 """
 
 from __future__ import annotations
@@ -20,6 +27,36 @@ from stacmr.atomic import atomic_path
 from stacmr.errors import StacmrError
 from stacmr.params import FastTextParams
 from stacmr.text import words
+
+# This fastText build sometimes stops with "Encountered NaN" on inputs that train fine when run again (seen here: 1 in
+# 20 trainings of a tiny corpus at lr 0.01, 0 in 4 at the default config); a genuinely diverging run fails every try.
+_ATTEMPTS = 3
+
+
+def _train_with_retries(corpus: Path, params: FastTextParams) -> fasttext.FastText._FastText:
+    for _ in range(_ATTEMPTS):
+        try:
+            return fasttext.train_unsupervised(
+                str(corpus),
+                model="skipgram",
+                dim=params.dim,
+                epoch=params.epoch,
+                lr=params.lr,
+                ws=params.ws,
+                minCount=params.min_count,
+                minn=params.minn,
+                maxn=params.maxn,
+                bucket=params.bucket,
+                # fastText's Hogwild updates are reproducible only on one thread; the Python binding fixes the
+                # seed (0) and does not expose it
+                thread=1,
+                verbose=0,
+            )
+        except RuntimeError as exc:
+            error = exc
+    raise StacmrError(
+        f"features: fastText training failed {_ATTEMPTS} times ({error}); lower features.fasttext.lr (now {params.lr})"
+    )
 
 
 def normalise_token(token: str) -> str:
@@ -58,20 +95,7 @@ class OcrEmbedder:
                         f.write(" ".join(tokens) + "\n")
             if corpus.stat().st_size == 0:
                 raise StacmrError("features: no training text to train a fastText model on")
-            model = fasttext.train_unsupervised(
-                str(corpus),
-                model="skipgram",
-                dim=params.dim,
-                epoch=params.epoch,
-                minCount=params.min_count,
-                minn=params.minn,
-                maxn=params.maxn,
-                bucket=params.bucket,
-                # fastText's Hogwild updates are reproducible only on one thread; the Python binding fixes the
-                # seed (0) and does not expose it
-                thread=1,
-                verbose=0,
-            )
+            model = _train_with_retries(corpus, params)
         with atomic_path(out_path) as tmp_model:
             model.save_model(str(tmp_model))
         return cls(model, Path(out_path))

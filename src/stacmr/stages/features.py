@@ -7,7 +7,7 @@ from pathlib import Path
 from stacmr.atomic import atomic_dir
 from stacmr.data.annotations import ANNOTATIONS_FILE, read_annotations
 from stacmr.data.release import read_split
-from stacmr.features.build import build_store
+from stacmr.features.build import build_store, training_text
 from stacmr.features.ocr_embedding import OcrEmbedder
 from stacmr.features.store import store_file
 from stacmr.params import SOURCE_SPLITS, params_dict
@@ -16,48 +16,38 @@ from stacmr.stages.common import log, parser, start
 FASTTEXT_FILE = "ocr_fasttext.bin"
 
 
-def training_text(raw: Path, sources: tuple[str, ...], captions_per_image: int):
-    """Captions and OCR strings of the training stores, one line per caption / per image."""
-    for name in sources:
-        source, split = name.split("/")
-        release = read_split(raw / source, split, captions_per_image)
-        yield from release.captions
-        anns = read_annotations(raw / source / ANNOTATIONS_FILE)
-        for image_id in release.ids:
-            ann = anns.get((split, image_id))
-            if ann is not None:
-                yield " ".join(t.text for t in ann.ocr_tokens)
-
-
 def main(argv: list[str] | None = None) -> None:
     p = parser("features", __doc__)
     p.add_argument("--raw", required=True, type=Path, help="release-format sources written by `fetch`")
     p.add_argument("--out", required=True, help="directory for the feature stores")
     args = p.parse_args(argv)
     params = start("features", args)
-    cpi = params.data.captions_per_image
+    # open and validate every input before the first output is made
+    annotations = {source: read_annotations(args.raw / source / ANNOTATIONS_FILE) for source in SOURCE_SPLITS}
+    releases = {
+        f"{source}/{split}": read_split(args.raw / source, split, params.data.captions_per_image)
+        for source, splits in SOURCE_SPLITS.items()
+        for split in splits
+    }
     producer = {"data": params_dict(params.data), "features": params_dict(params.features)}
     with atomic_dir(args.out) as out:
         if params.features.fasttext.model is None:
             log.info("training a fastText model on the training text of %s", ", ".join(params.trainset.sources))
-            lines = training_text(args.raw, params.trainset.sources, cpi)
+            lines = training_text({name: releases[name] for name in params.trainset.sources}, annotations)
             embedder = OcrEmbedder.train(lines, params.features.fasttext, out / FASTTEXT_FILE)
         else:
             embedder = OcrEmbedder.load(params.features.fasttext.model)
-        for source, splits in SOURCE_SPLITS.items():
+        for name, release in releases.items():
+            source = name.split("/")[0]
             annotations_path = args.raw / source / ANNOTATIONS_FILE
-            annotations = read_annotations(annotations_path)
-            for split in splits:
-                name = f"{source}/{split}"
-                release = read_split(args.raw / source, split, cpi)
-                build_store(
-                    name,
-                    release,
-                    annotations,
-                    annotations_path,
-                    embedder,
-                    params.features.max_ocr_tokens,
-                    store_file(out, name),
-                    producer,
-                )
-                log.info("%-16s %6d images", name, len(release.ids))
+            build_store(
+                name,
+                release,
+                annotations[source],
+                annotations_path,
+                embedder,
+                params.features.max_ocr_tokens,
+                store_file(out, name),
+                producer,
+            )
+            log.info("%-16s %6d images", name, len(release.ids))

@@ -1,0 +1,51 @@
+"""Shared fixtures: the repo's own params.yaml, shrunk to a tiny synthetic world (lightning-hydra style)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def repo_params() -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def shrink(raw: dict) -> dict:
+    """The repo's params with sizes small enough for a unit test (a second or two per stage)."""
+    tiny = copy.deepcopy(raw)
+    tiny["synthetic"].update(
+        ctc_images={"train": 60, "val": 15, "test": 45, "dev": 12},
+        f30k_images=40,
+        textcaps_images=30,
+        regions=6,
+        region_dim=16,
+    )
+    tiny["features"]["fasttext"].update(dim=32, epoch=2, lr=0.01, ws=2, bucket=20000)
+    tiny["trainset"]["chunk_images"] = 7
+    return tiny
+
+
+@pytest.fixture
+def tiny_raw(repo_params: dict) -> dict:
+    return shrink(repo_params)
+
+
+@pytest.fixture
+def write_params(tmp_path: Path):
+    def write(raw: dict, name: str = "params.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(raw))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def tiny_params_file(tiny_raw: dict, write_params) -> Path:
+    return write_params(tiny_raw)

@@ -1,0 +1,103 @@
+import copy
+import dataclasses
+
+import pytest
+from tests.conftest import REPO
+
+from stacmr.params import ParamsError, load_params, parse_params
+
+
+def test_repo_params_are_valid():
+    params = load_params(REPO / "params.yaml")
+    assert params.data.source == "synthetic"
+    assert params.synthetic.ctc_images.dev <= params.synthetic.ctc_images.test
+    assert params.trainset.sources == ("f30k/train", "textcaps/train", "ctc/train")
+
+
+def test_params_are_frozen(repo_params):
+    params = parse_params(repo_params)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.synthetic.seed = 1  # type: ignore[misc]
+
+
+def _edit(raw: dict, dotted: str, value=None, delete: bool = False) -> dict:
+    raw = copy.deepcopy(raw)
+    *parents, leaf = dotted.split(".")
+    node = raw
+    for key in parents:
+        node = node[key]
+    if delete:
+        del node[leaf]
+    else:
+        node[leaf] = value
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value", "message"),
+    [
+        ("synthetic.regions", "ten", "synthetic.regions: expected an integer, got 'ten' (str)"),
+        ("synthetic.regions", 12.5, "synthetic.regions: expected an integer, got 12.5 (float)"),
+        ("synthetic.regions", True, "synthetic.regions: expected an integer, got True (bool)"),
+        ("synthetic.region_noise", "high", "synthetic.region_noise: expected a number, got 'high' (str)"),
+        ("synthetic.region_noise", -0.5, "synthetic.region_noise: must be >= 0.0, got -0.5"),
+        ("synthetic.explicit_fraction", 1.5, "synthetic.explicit_fraction: must be <= 1.0, got 1.5"),
+        ("synthetic.regions", 2, "synthetic.regions: must be >= 4, got 2"),
+        ("data.source", "relase", "data.source: must be one of ['synthetic', 'release'], got 'relase' (did you mean"),
+        ("synthetic.ctc_images", [1, 2], "synthetic.ctc_images: expected a mapping of keys, got [1, 2] (list)"),
+        ("trainset.sources", "ctc/train", "trainset.sources: expected a list, got 'ctc/train' (str)"),
+        ("trainset.sources", ["ctc/train", "f30k/tran"], "trainset.sources: unknown source 'f30k/tran' (did you mean"),
+        ("trainset.sources", ["ctc/train", "ctc/train"], "trainset.sources: a source is listed twice"),
+        ("features.fasttext.model", 3, "features.fasttext.model: expected a string, got 3 (int)"),
+        ("synthetic.ctc_images.dev", 5000, "synthetic.ctc_images.dev: must be <= test"),
+        ("features.fasttext.minn", 9, "features.fasttext.minn: must be <= maxn"),
+    ],
+)
+def test_bad_values_name_the_key(repo_params, dotted, value, message):
+    with pytest.raises(ParamsError) as info:
+        parse_params(_edit(repo_params, dotted, value))
+    assert str(info.value).startswith(message)
+    assert "\n" not in str(info.value)
+
+
+def test_unknown_key_suggests_the_known_one(repo_params):
+    raw = copy.deepcopy(repo_params)
+    raw["synthetic"]["region_dimm"] = raw["synthetic"].pop("region_dim")
+    with pytest.raises(ParamsError, match=r"^synthetic.region_dimm: unknown key \(did you mean 'region_dim'\?\)$"):
+        parse_params(raw)
+
+
+def test_unknown_section(repo_params):
+    with pytest.raises(ParamsError, match=r"^trian: unknown key"):
+        parse_params({**repo_params, "trian": {}})
+
+
+def test_missing_key(repo_params):
+    with pytest.raises(ParamsError, match=r"^features.fasttext.bucket: missing key$"):
+        parse_params(_edit(repo_params, "features.fasttext.bucket", delete=True))
+
+
+def test_null_model_is_allowed_and_path_is_kept(repo_params):
+    assert parse_params(_edit(repo_params, "features.fasttext.model", None)).features.fasttext.model is None
+    params = parse_params(_edit(repo_params, "features.fasttext.model", "data/cc.en.300.bin"))
+    assert params.features.fasttext.model == "data/cc.en.300.bin"
+
+
+def test_int_is_accepted_as_float(repo_params):
+    assert parse_params(_edit(repo_params, "synthetic.region_noise", 1)).synthetic.region_noise == 1.0
+
+
+def test_file_errors_name_the_file(tmp_path, repo_params, write_params):
+    path = write_params(_edit(repo_params, "synthetic.seed", "x"))
+    with pytest.raises(ParamsError, match=rf"^{path}: synthetic.seed: expected an integer"):
+        load_params(path)
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("data: [unclosed\n")
+    with pytest.raises(ParamsError, match=rf"^{bad_yaml}: not valid YAML"):
+        load_params(bad_yaml)
+    with pytest.raises(ParamsError, match="cannot read params file"):
+        load_params(tmp_path / "absent.yaml")
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    with pytest.raises(ParamsError, match="the top level: expected a mapping of keys, got None"):
+        load_params(empty)

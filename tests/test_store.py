@@ -1,0 +1,112 @@
+"""The HDF5 feature store: schema round trip, and one clear message for every kind of broken file."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from stacmr.errors import StacmrError
+from stacmr.features.store import FIELDS, SCHEMA_VERSION, FeatureStore, create_store
+
+SIZES = {"N": 5, "R": 3, "D": 4, "T": 2, "E": 6, "C": 2}
+
+
+def _block(start: int, stop: int) -> dict:
+    n = stop - start
+    rng = np.random.default_rng(start)
+    tokens = np.full((n, 2), "", dtype=object)
+    tokens[:, 0] = [f"W{i}" for i in range(start, stop)]
+    return {
+        "regions": rng.standard_normal((n, 3, 4)).astype(np.float16),
+        "region_count": np.full(n, 3, dtype=np.int32),
+        "ocr_emb": rng.standard_normal((n, 2, 6)).astype(np.float16),
+        "ocr_mask": np.array([[True, False]] * n),
+        "ocr_tokens": tokens,
+        "ocr_boxes": np.full((n, 2, 4), np.nan, dtype=np.float32),
+        "captions": np.array([[f"cap {i}.{k}" for k in range(2)] for i in range(start, stop)], dtype=object),
+        "image_ids": np.array([str(i) for i in range(start, stop)], dtype=object),
+        "explicit": np.zeros(n, dtype=bool),
+    }
+
+
+def make_store(path):
+    with create_store(path, "ctc/test", SIZES, {"p": 1}, {"in.npy": "abc"}) as out:
+        out.write(0, **_block(0, 3))
+        out.write(3, **_block(3, 5))
+    return path
+
+
+def test_round_trip(tmp_path):
+    with FeatureStore(make_store(tmp_path / "s.h5")) as store:
+        assert len(store) == 5 and store.sizes == SIZES
+        assert store.name == "ctc/test" and store.producer == {"p": 1} and store.inputs_sha256 == {"in.npy": "abc"}
+        assert store["regions"].dtype == np.float16 and store["regions"].chunks == (1, 3, 4)
+        assert store["ocr_emb"].chunks == (1, 2, 6)
+        np.testing.assert_array_equal(store["regions"][3:5], _block(3, 5)["regions"])
+        assert store["ocr_tokens"].asstr()[4].tolist() == ["W4", ""]
+        assert store["captions"].asstr()[1].tolist() == ["cap 1.0", "cap 1.1"]
+
+
+def test_incomplete_or_failed_write_leaves_no_file(tmp_path):
+    path = tmp_path / "s.h5"
+    with pytest.raises(ValueError, match="closed before every image"), create_store(path, "x", SIZES, {}, {}) as out:
+        out.write(0, **_block(0, 3))
+    with pytest.raises(ValueError, match="block of shape"), create_store(path, "x", SIZES, {}, {}) as out:
+        out.write(0, **{**_block(0, 3), "regions": np.zeros((3, 3, 5))})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_truncated_file(tmp_path):
+    path = make_store(tmp_path / "s.h5")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(StacmrError, match=rf"^{path}: not a readable HDF5 feature store \(truncated or corrupt\?\)"):
+        FeatureStore(path)
+
+
+def test_not_hdf5_and_missing(tmp_path):
+    path = tmp_path / "s.h5"
+    path.write_text("hello")
+    with pytest.raises(StacmrError, match=rf"^{path}: not a readable HDF5 feature store"):
+        FeatureStore(path)
+    with pytest.raises(StacmrError, match="feature store is missing"):
+        FeatureStore(tmp_path / "absent.h5")
+
+
+def _tamper(path, action):
+    with h5py.File(path, "a") as h5:
+        action(h5)
+
+
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [
+        (lambda h5: h5.attrs.__setitem__("schema_version", SCHEMA_VERSION + 1), "attribute 'schema_version' is"),
+        (lambda h5: h5.attrs.__delitem__("inputs_sha256"), "attribute 'inputs_sha256' is missing"),
+        (lambda h5: h5.__delitem__("ocr_mask"), "field 'ocr_mask' is missing"),
+        (
+            lambda h5: (h5.__delitem__("regions"), h5.create_dataset("regions", data=np.zeros((5, 3, 4)))),
+            "field 'regions': dtype float64, expected float16",
+        ),
+        (
+            lambda h5: (h5.__delitem__("explicit"), h5.create_dataset("explicit", data=np.zeros(4, dtype=bool))),
+            "field 'explicit': shape \\(4,\\) disagrees with N=5",
+        ),
+        (
+            lambda h5: (h5.__delitem__("captions"), h5.create_dataset("captions", data=np.zeros((5, 2)))),
+            "field 'captions': dtype float64, expected",
+        ),
+    ],
+)
+def test_schema_violations_name_file_and_field(tmp_path, action, message):
+    path = make_store(tmp_path / "s.h5")
+    _tamper(path, action)
+    with pytest.raises(StacmrError, match=rf"^{path}: {message}"):
+        FeatureStore(path)
+
+
+def test_schema_fields_are_documented():
+    import stacmr.features.store as module
+
+    for name in FIELDS:
+        assert f"\n  {name} " in module.__doc__
