@@ -123,7 +123,7 @@ def test_nan_in_region_features(pipeline, raw_copy, tmp_path, capsys):
     ims[7, 2, 3] = np.nan
     np.save(ims_path, ims)
     assert _features(pipeline, raw_copy, tmp_path / "out") == 2
-    _one_error_line(capsys, str(ims_path), "NaN or infinite value", "image row 7")
+    _one_error_line(capsys, str(ims_path), "NaN or infinite value in image row 7")
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["raw"]
 

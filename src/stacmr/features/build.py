@@ -25,16 +25,15 @@ from stacmr.features.store import create_store
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
-def _checked_regions(release: ReleaseSplit, start: int, stop: int) -> np.ndarray:
-    block = np.asarray(release.ims[start:stop], dtype=np.float32)
+def _float16(block: np.ndarray, what: str, start: int) -> np.ndarray:
+    """`block` (rows of images start, start+1, ...) as float16, refusing NaN/inf and values float16 cannot hold."""
     bad = ~np.isfinite(block)
     if bad.any():
-        row = start + int(np.argwhere(bad)[0][0])
-        raise StacmrError(f"{release.files['ims']}: NaN or infinite value in the region features of image row {row}")
+        raise StacmrError(f"{what}: NaN or infinite value in image row {start + int(np.argwhere(bad)[0][0])}")
     big = np.abs(block) > _FLOAT16_MAX
     if big.any():
         row = start + int(np.argwhere(big)[0][0])
-        raise StacmrError(f"{release.files['ims']}: image row {row} has values beyond float16 range (±{_FLOAT16_MAX})")
+        raise StacmrError(f"{what}: image row {row} has values beyond float16 range (±{_FLOAT16_MAX})")
     return block.astype(np.float16)
 
 
@@ -96,9 +95,9 @@ def build_store(
                 explicit[k] = is_explicit(ann.scene_text, image_captions)
             store.write(
                 start,
-                regions=_checked_regions(release, start, stop),
+                regions=_float16(np.asarray(release.ims[start:stop], np.float32), f"{release.files['ims']}", start),
                 region_count=np.full(count, regions, dtype=np.int32),
-                ocr_emb=ocr_emb.astype(np.float16),
+                ocr_emb=_float16(ocr_emb, f"{name}: OCR vectors from {embedder.source}", start),
                 ocr_mask=ocr_mask,
                 ocr_tokens=ocr_tokens,
                 ocr_boxes=ocr_boxes,
