@@ -2,9 +2,9 @@ import copy
 import dataclasses
 
 import pytest
-from tests.conftest import REPO
 
 from stacmr.params import ParamsError, load_params, parse_params
+from tests.conftest import REPO
 
 
 def test_repo_params_are_valid():

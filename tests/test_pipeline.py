@@ -20,6 +20,7 @@ def run(*argv: str) -> int:
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory, repo_params):
     import yaml
+
     from tests.conftest import shrink
 
     root = tmp_path_factory.mktemp("pipeline")
