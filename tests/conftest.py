@@ -28,7 +28,27 @@ def shrink(raw: dict) -> dict:
     )
     tiny["features"]["fasttext"].update(dim=32, epoch=2, lr=0.01, ws=2, bucket=20000)
     tiny["trainset"]["chunk_images"] = 7
+    tiny["train"].update(epochs=2, batch_size=16, lr_decay_every=1)
+    small = {"embed_dim": 16, "word_dim": 8, "gcn_layers": 1, "caption_hidden": 16, "caption_word_dim": 8}
+    for family, config in tiny["models"].items():
+        config.update(small, **({"text_gcn_layers": 1} if family == "starnet" else {}))
     return tiny
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory, repo_params):
+    """fetch → features → trainset run once on the tiny config: (root directory, its Params)."""
+    from stacmr.cli import main
+    from stacmr.params import load_params
+
+    root = tmp_path_factory.mktemp("pipeline")
+    params = root / "params.yaml"
+    params.write_text(yaml.safe_dump(shrink(repo_params)))
+    assert main(["fetch", "--params", str(params), "--out", str(root / "raw")]) == 0
+    assert main(["features", "--params", str(params), "--raw", str(root / "raw"), "--out", str(root / "features")]) == 0
+    trainset = ["trainset", "--params", str(params), "--features", str(root / "features")]
+    assert main([*trainset, "--out", str(root / "trainset.h5"), "--vocab", str(root / "vocab.json")]) == 0
+    return root, load_params(params)
 
 
 @pytest.fixture

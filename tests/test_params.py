@@ -101,3 +101,31 @@ def test_file_errors_name_the_file(tmp_path, repo_params, write_params):
     empty.write_text("")
     with pytest.raises(ParamsError, match="the top level: expected a mapping of keys, got None"):
         load_params(empty)
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value", "message"),
+    [
+        ("models.vsrn.embed_dimm", 8, "models.vsrn.embed_dimm: unknown key (did you mean 'embed_dim'?)"),
+        ("models.vsrm", {}, "models.vsrm: unknown model family (did you mean 'vsrn'?)"),
+        ("ablations.vsrn_all.family", "starnt", "ablations.vsrn_all.family: no `models` entry 'starnt'"),
+        ("ablations.vsrn_all.train_data", "ctc/tran", "ablations.vsrn_all.train_data: unknown 'ctc/tran'"),
+        ("ablations.vsrn_all.model", {"gcn_layer": 2}, "ablations.vsrn_all.model.gcn_layer: unknown key"),
+        ("ablations.vsrn_all.model", {"embed_dim": "big"}, "ablations.vsrn_all.model.embed_dim: expected an integer"),
+        ("ablations.Bad-Name", {"family": "vsrn", "train_data": "trainset", "model": {}}, "ablations.Bad-Name: names"),
+        ("train.device", "gpu", "train.device: must be one of ['auto', 'cpu', 'cuda']"),
+        ("models.starnet.fusion", "concat", "models.starnet.fusion: must be one of"),
+    ],
+)
+def test_model_and_ablation_errors(repo_params, dotted, value, message):
+    with pytest.raises(ParamsError) as info:
+        parse_params(_edit(repo_params, dotted, value))
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def test_ablation_overrides_apply(repo_params):
+    raw = _edit(repo_params, "ablations.starnet_all.model", {"fusion": "sum", "embed_dim": 64})
+    params = parse_params(raw)
+    config = params.model_config("starnet_all")
+    assert config.fusion == "sum" and config.embed_dim == 64
+    assert params.model_config("starnet_ctc").fusion == "product_residual"

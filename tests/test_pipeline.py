@@ -10,26 +10,13 @@ import pytest
 
 from stacmr.cli import main
 from stacmr.features.store import FeatureStore, store_file
-from stacmr.params import SOURCE_SPLITS, load_params
+from stacmr.features.vocab import Vocabulary
+from stacmr.params import SOURCE_SPLITS
+from stacmr.text import words
 
 
 def run(*argv: str) -> int:
     return main([str(a) for a in argv])
-
-
-@pytest.fixture(scope="module")
-def pipeline(tmp_path_factory, repo_params):
-    import yaml
-
-    from tests.conftest import shrink
-
-    root = tmp_path_factory.mktemp("pipeline")
-    params = root / "params.yaml"
-    params.write_text(yaml.safe_dump(shrink(repo_params)))
-    assert run("fetch", "--params", params, "--out", root / "raw") == 0
-    assert run("features", "--params", params, "--raw", root / "raw", "--out", root / "features") == 0
-    assert run("trainset", "--params", params, "--features", root / "features", "--out", root / "trainset.h5") == 0
-    return root, load_params(params)
 
 
 def test_stores_have_the_schema_shapes(pipeline):
@@ -80,6 +67,10 @@ def test_trainset_concatenates_sources_in_order(pipeline):
                 assert list(train["image_ids"].asstr()[start : start + len(part)]) == list(part["image_ids"].asstr()[:])
                 start += len(part)
         assert len(train) == start
+        vocab = Vocabulary.load(root / "vocab.json")
+        assert vocab.itos[:4] == ["<pad>", "<start>", "<end>", "<unk>"]
+        caption_words = {w for c in train.iter_captions(5) for w in words(c)}
+        assert set(vocab.itos[4:]) == caption_words
 
 
 def test_features_are_reproducible(pipeline, tmp_path):
@@ -151,7 +142,8 @@ def test_truncated_store_for_trainset(pipeline, tmp_path, capsys):
     store = store_file(tmp_path / "features", "textcaps/train")
     store.write_bytes(store.read_bytes()[:4096])
     out = tmp_path / "trainset.h5"
-    assert run("trainset", "--params", root / "params.yaml", "--features", tmp_path / "features", "--out", out) == 2
+    argv = ("trainset", "--params", root / "params.yaml", "--features", tmp_path / "features", "--out", out)
+    assert run(*argv, "--vocab", tmp_path / "vocab.json") == 2
     _one_error_line(capsys, str(store), "not a readable HDF5 feature store")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["features"]
 

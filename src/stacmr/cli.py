@@ -12,6 +12,7 @@ STAGES = {
     "fetch": "stacmr.stages.fetch",
     "features": "stacmr.stages.features",
     "trainset": "stacmr.stages.trainset",
+    "train": "stacmr.stages.train",
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -101,6 +102,7 @@ class FeaturesParams:
 class TrainsetParams:
     sources: tuple[str, ...]  # `source/split` stores concatenated, in this order (paper: f30k + textcaps + ctc)
     chunk_images: int = _range(1)  # images copied per step; bounds the memory of the streaming copy
+    vocab_min_count: int = _range(1)  # a caption word enters the shared vocabulary after this many occurrences
 
     def __post_init__(self) -> None:
         known = [f"{s}/{split}" for s, splits in SOURCE_SPLITS.items() for split in splits]
@@ -114,11 +116,44 @@ class TrainsetParams:
 
 
 @dataclass(frozen=True)
+class TrainParams:
+    device: Literal["auto", "cpu", "cuda"]  # auto: CUDA when a GPU is visible, else CPU
+    seed: int = _range(0)  # model initialisation, dropout and batch order all follow from it
+    epochs: int = _range(1, 1000)  # release: 30
+    batch_size: int = _range(2)  # release: 128
+    lr: float = _range(1e-8, 1.0)  # Adam learning rate (release: 2e-4)
+    lr_decay_every: int = _range(1)  # epochs between learning-rate decays (release README: 15)
+    lr_decay: float = _range(1e-6, 1.0)  # factor applied at each decay (release: 0.1)
+    grad_clip: float = _range(0.0)  # max gradient norm, 0 = no clipping (release: 2.0)
+    margin: float = _range(0.0, 2.0)  # hinge margin (release: 0.2)
+    max_violation: bool  # hardest negative instead of the sum over negatives (release: --max_violation)
+    max_caption_words: int = _range(1, 200)  # captions are cut to this many words
+
+
+@dataclass(frozen=True)
+class AblationParams:
+    family: str  # a model family (a key of `models`)
+    train_data: str  # "trainset" (the combined mix of `trainset.sources`) or one store, e.g. "ctc/train"
+    model: dict[str, Any]  # overrides of the family's `models.<family>` settings for this ablation
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataParams
     synthetic: SyntheticParams
     features: FeaturesParams
     trainset: TrainsetParams
+    train: TrainParams
+    models: dict[str, Any]  # family → its config dataclass (`stacmr.models.config_class`), validated after parsing
+    ablations: dict[str, AblationParams]  # name → what to train; one `train@<name>` stage each
+
+    def model_config(self, ablation: str) -> Any:
+        """The family config of `ablation`: `models.<family>` with the ablation's overrides applied."""
+        from stacmr.models import config_class
+
+        ab = self.ablations[ablation]
+        base = dataclasses.asdict(self.models[ab.family])
+        return _build(config_class(ab.family), {**base, **ab.model}, f"ablations.{ablation}.model")
 
 
 def _suggest(word: str, options: typing.Iterable[str]) -> str:
@@ -145,6 +180,13 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return _convert(value, inner, key)
+    if origin is dict:
+        (_, inner) = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ParamsError(f"{key}: expected a mapping of keys, got {_type_name(value)}")
+        if inner is Any:
+            return dict(value)
+        return {str(k): _convert(v, inner, f"{key}.{k}") for k, v in value.items()}
     if origin is tuple:
         (inner, _) = typing.get_args(tp)
         if not isinstance(value, list):
@@ -195,9 +237,39 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     return cls(**values)
 
 
+def _check_models(params: Params) -> Params:
+    """Validate `models` with each family's config dataclass and every ablation against them."""
+    from stacmr.models import FAMILIES, config_class  # imports torch: only when params are checked whole
+
+    models = {}
+    for family, raw in params.models.items():
+        if family not in FAMILIES:
+            raise ParamsError(f"models.{family}: unknown model family{_suggest(family, FAMILIES)}")
+        models[family] = _build(config_class(family), raw, f"models.{family}")
+    stores = ["trainset", *(f"{s}/{split}" for s, splits in SOURCE_SPLITS.items() for split in splits)]
+    if not params.ablations:
+        raise ParamsError("ablations: must name at least one ablation")
+    for name, ab in params.ablations.items():
+        if not _ABLATION_NAME.fullmatch(name):
+            raise ParamsError(f"ablations.{name}: names are lower-case letters, digits and '_' (they name files)")
+        if ab.family not in models:
+            raise ParamsError(f"ablations.{name}.family: no `models` entry {ab.family!r}{_suggest(ab.family, models)}")
+        if ab.train_data not in stores:
+            raise ParamsError(
+                f"ablations.{name}.train_data: unknown {ab.train_data!r}{_suggest(ab.train_data, stores)}"
+            )
+    checked = dataclasses.replace(params, models=models)
+    for name in params.ablations:
+        checked.model_config(name)
+    return checked
+
+
+_ABLATION_NAME = re.compile(r"[a-z0-9_]+")
+
+
 def parse_params(raw: Any) -> Params:
     """Validate an already-parsed mapping (e.g. a test's modified copy of params.yaml) into `Params`."""
-    return _build(Params, raw, "")
+    return _check_models(_build(Params, raw, ""))
 
 
 def load_params(path: str | os.PathLike) -> Params:

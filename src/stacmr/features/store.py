@@ -178,6 +178,11 @@ class FeatureStore:
     def inputs_sha256(self) -> dict[str, str]:
         return json.loads(self._h5.attrs["inputs_sha256"])
 
+    def iter_captions(self, chunk_images: int = 1024) -> Iterator[str]:
+        """Every caption, image-major, read `chunk_images` images at a time."""
+        for start in range(0, len(self), chunk_images):
+            yield from self._h5["captions"].asstr()[start : start + chunk_images].ravel().tolist()
+
     def close(self) -> None:
         self._h5.close()
 

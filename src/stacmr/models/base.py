@@ -1,0 +1,102 @@
+"""What every model family takes and gives: the image and caption batches, and the `RetrievalModel` interface.
+
+A family encodes images (regions + OCR tokens + their masks) and captions into one joint space, scores every
+image against every caption, and computes its training loss from a batch of matching pairs. The training loop,
+the evaluation and the checkpoints only see this interface (DESIGN.md, models). Family configs are frozen
+dataclasses whose numeric fields carry bounds (`config_range`) that `stacmr.params` checks.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+
+def config_range(lo: float, hi: float | None = None) -> Any:
+    """A required config field bounded to [lo, hi], in the `min`/`max` field metadata `stacmr.params` checks."""
+    return field(metadata={"min": lo, "max": hi})
+
+
+@dataclass(frozen=True)
+class ImageBatch:
+    """B images. Real regions come first in each row (the store keeps a region count); OCR slots may be masked
+    anywhere, and a row may have no OCR token at all. Padded slots are never read by a model."""
+
+    regions: Tensor  # (B, R, D) float32 region features (BUTD: R = 36, D = 2048)
+    region_mask: Tensor  # (B, R) bool, True = real region; at least one per row
+    ocr: Tensor  # (B, T, E_ocr) float32 OCR token vectors (fastText, E_ocr = 300)
+    ocr_mask: Tensor  # (B, T) bool, True = real token; a row may be all False (zero tokens is valid)
+
+    def __post_init__(self) -> None:
+        b, r, _ = _shape(self.regions, 3, "ImageBatch.regions")
+        b_ocr, t, _ = _shape(self.ocr, 3, "ImageBatch.ocr")
+        if b_ocr != b:
+            raise ValueError(f"ImageBatch: {b} images of regions but {b_ocr} of OCR tokens")
+        _mask(self.region_mask, (b, r), "region_mask")
+        _mask(self.ocr_mask, (b, t), "ocr_mask")
+
+    def to(self, device: torch.device | str) -> ImageBatch:
+        return ImageBatch(**{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)})
+
+
+@dataclass(frozen=True)
+class CaptionBatch:
+    """B captions as word ids, without <start>/<end> (the caption decoder adds them)."""
+
+    tokens: Tensor  # (B, L) int64 word ids, 0 = padding
+    lengths: Tensor  # (B,) int64 number of valid tokens, each in 1..L
+
+    def __post_init__(self) -> None:
+        b, _ = _shape(self.tokens, 2, "CaptionBatch.tokens")
+        if self.tokens.dtype != torch.int64 or self.lengths.dtype != torch.int64:
+            raise ValueError(
+                f"CaptionBatch: tokens and lengths must be int64, got {self.tokens.dtype}, {self.lengths.dtype}"
+            )
+        if self.lengths.shape != (b,):
+            raise ValueError(f"CaptionBatch.lengths: expected shape ({b},), got {tuple(self.lengths.shape)}")
+
+    def to(self, device: torch.device | str) -> CaptionBatch:
+        return CaptionBatch(tokens=self.tokens.to(device), lengths=self.lengths.to(device))
+
+
+def _shape(tensor: Tensor, dims: int, name: str) -> torch.Size:
+    if tensor.dim() != dims:
+        raise ValueError(f"{name}: expected {dims} dimensions, got shape {tuple(tensor.shape)}")
+    return tensor.shape
+
+
+def _mask(mask: Tensor, shape: tuple[int, int], name: str) -> None:
+    if mask.dtype != torch.bool or tuple(mask.shape) != shape:
+        raise ValueError(
+            f"ImageBatch.{name}: expected a bool tensor of shape {shape}, got {mask.dtype} {tuple(mask.shape)}"
+        )
+
+
+class RetrievalModel(nn.Module, abc.ABC):
+    """An image-caption retrieval model: two encoders into one joint space, a similarity, a training loss."""
+
+    @abc.abstractmethod
+    def encode_images(self, images: ImageBatch) -> Tensor:
+        """(B, E) l2-normalised image embeddings."""
+
+    @abc.abstractmethod
+    def encode_captions(self, captions: CaptionBatch) -> Tensor:
+        """(B, E) l2-normalised caption embeddings."""
+
+    def similarity(self, img_emb: Tensor, cap_emb: Tensor) -> Tensor:
+        """Cosine similarity (the embeddings are unit vectors): (Bi, E) × (Bc, E) → (Bi, Bc)."""
+        return img_emb @ cap_emb.T
+
+    @abc.abstractmethod
+    def loss(
+        self, images: ImageBatch, captions: CaptionBatch, retrieval_criterion: Callable[[Tensor], Tensor]
+    ) -> dict[str, Tensor]:
+        """Training loss of B matching pairs (images[i] is the image of captions[i]). `retrieval_criterion` maps the
+        (B, B) similarity to a scalar (see `stacmr.losses`). Returns scalars: "loss" (the total to minimise),
+        "retrieval", and the family's auxiliary terms."""

@@ -1,0 +1,99 @@
+"""VSRN (Li et al., ICCV 2019), the visual-only family, as in the VSRN and StacMR releases (`model.py`).
+
+Image: regions → Linear → l2-norm → graph reasoning blocks → l2-norm → GRU over the regions; its final state,
+l2-normalised, is the image embedding. Caption: word embedding → GRU → state at the last word → l2-norm.
+Training loss: retrieval_weight × (hinge on the cosine similarities) + caption_weight × (caption generation from
+the reasoned regions, VSRN's auxiliary task). STARNet (`starnet.py`) extends this class.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from stacmr.features.vocab import PAD
+from stacmr.losses import caption_generation_loss
+from stacmr.models.base import CaptionBatch, ImageBatch, RetrievalModel, config_range
+from stacmr.models.layers import CaptionDecoder, CaptionEncoder, GraphReasoning, l2norm, teacher_forcing
+from stacmr.models.registry import register
+
+
+@dataclass(frozen=True)
+class VsrnConfig:
+    embed_dim: int = config_range(1)  # joint embedding size E, also the region and GCN width (release: 2048)
+    word_dim: int = config_range(1)  # caption encoder word vectors (release: 300)
+    gcn_layers: int = config_range(0, 16)  # graph reasoning blocks over the regions (release: 4)
+    caption_hidden: int = config_range(1)  # caption decoder GRU state (release: 512)
+    caption_word_dim: int = config_range(1)  # caption decoder word vectors (release: 300)
+    # Dropout on the decoder output. The release's rnn_dropout_p 0.5 is a no-op (nn.GRU drops only between layers,
+    # it has one); its effective dropout was input_dropout_p 0.2 on [word, context].
+    caption_dropout: float = config_range(0.0, 1.0)
+    retrieval_weight: float = config_range(0.0)  # weight of the hinge loss (VSRN: 1, STARNet: 2)
+    caption_weight: float = config_range(0.0)  # weight of the caption-generation loss (release: 1)
+
+
+@register("vsrn", VsrnConfig)
+class Vsrn(RetrievalModel):
+    """VSRN. `ocr_dim` and `ocr_slots` are unused (no scene text): every family takes the same data dimensions."""
+
+    def __init__(self, config: VsrnConfig, *, vocab_size: int, region_dim: int, ocr_dim: int, ocr_slots: int) -> None:
+        super().__init__()
+        self.config = config
+        dim = config.embed_dim
+        self.region_fc = nn.Linear(region_dim, dim)
+        # Release `init_weights`: Xavier-uniform weights, zero bias.
+        bound = math.sqrt(6.0) / math.sqrt(region_dim + dim)
+        nn.init.uniform_(self.region_fc.weight, -bound, bound)
+        nn.init.zeros_(self.region_fc.bias)
+        self.region_graph = nn.ModuleList(GraphReasoning(dim) for _ in range(config.gcn_layers))
+        self.region_gru = nn.GRU(dim, dim, batch_first=True)
+        self.caption_encoder = CaptionEncoder(vocab_size, config.word_dim, dim)
+        self.caption_decoder = CaptionDecoder(
+            vocab_size, dim, config.caption_word_dim, config.caption_hidden, config.caption_dropout
+        )
+
+    def reason_regions(self, images: ImageBatch) -> Tensor:
+        """The reasoned regions (B, R, E), unit rows; what the GRU reads and the caption decoder attends to."""
+        mask = images.region_mask
+        # Zeroing padding first keeps padded slots' content (NaN included) out of every later product.
+        regions = torch.where(mask[..., None], images.regions, 0)
+        # The release l2-normalises the projected regions for every data name but 'f30k_precomp' (StacMR and VSRN
+        # `EncoderImagePrecompAttn`); StacMR trains with data_name 'precomp'.
+        x = l2norm(self.region_fc(regions))
+        for block in self.region_graph:
+            x = block(x, mask)
+        return l2norm(x)
+
+    def visual_vector(self, reasoned: Tensor, region_mask: Tensor) -> Tensor:
+        """The GRU's final state over the real regions, in order (B, E); not normalised (STARNet fuses it first)."""
+        counts = region_mask.sum(dim=1).cpu()
+        _, hidden = self.region_gru(pack_padded_sequence(reasoned, counts, batch_first=True, enforce_sorted=False))
+        return hidden[0]
+
+    def embed_images(self, images: ImageBatch, reasoned: Tensor) -> Tensor:
+        """Image embeddings (B, E) from the batch and its reasoned regions."""
+        return l2norm(self.visual_vector(reasoned, images.region_mask))
+
+    def encode_images(self, images: ImageBatch) -> Tensor:
+        return self.embed_images(images, self.reason_regions(images))
+
+    def encode_captions(self, captions: CaptionBatch) -> Tensor:
+        return self.caption_encoder(captions.tokens, captions.lengths)
+
+    def loss(
+        self, images: ImageBatch, captions: CaptionBatch, retrieval_criterion: Callable[[Tensor], Tensor]
+    ) -> dict[str, Tensor]:
+        """{"loss", "retrieval", "caption"}; the regions are reasoned once for both the embedding and the decoder."""
+        reasoned = self.reason_regions(images)
+        sim = self.similarity(self.embed_images(images, reasoned), self.encode_captions(captions))
+        retrieval = retrieval_criterion(sim)
+        inputs, targets = teacher_forcing(captions.tokens, captions.lengths)
+        logits = self.caption_decoder(reasoned, images.region_mask, inputs)
+        caption = caption_generation_loss(logits, targets, pad_id=PAD)
+        total = self.config.retrieval_weight * retrieval + self.config.caption_weight * caption
+        return {"loss": total, "retrieval": retrieval, "caption": caption}

@@ -1,0 +1,96 @@
+"""`train`: train one ablation (`--ablation`) with the one loop; checkpoints, history, best validation metrics, and
+one MLflow run."""
+
+from __future__ import annotations
+
+import json
+import platform
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from stacmr.atomic import write_text
+from stacmr.checksum import sha256_file
+from stacmr.errors import StacmrError
+from stacmr.features.store import FeatureStore, store_file
+from stacmr.features.vocab import Vocabulary
+from stacmr.models import build_model
+from stacmr.params import params_dict
+from stacmr.stages.common import log, parser, start
+from stacmr.tracking import Tracker, provenance_tags
+from stacmr.training.device import resolve_device
+from stacmr.training.loop import RunSpec, fit, selection_score
+
+EXPERIMENT = "stacmr"
+VALIDATION = "ctc/val"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = parser("train", __doc__)
+    p.add_argument("--ablation", required=True, help="a key of params.yaml: ablations")
+    p.add_argument("--features", required=True, type=Path, help="directory of per-split feature stores")
+    p.add_argument("--trainset", required=True, type=Path, help="the combined training store")
+    p.add_argument("--vocab", required=True, type=Path, help="the caption vocabulary")
+    p.add_argument("--out", required=True, type=Path, help="checkpoint directory (best.pt, last.pt)")
+    p.add_argument("--history", required=True, type=Path, help="per-epoch history CSV (DVC plots)")
+    p.add_argument("--metrics", required=True, type=Path, help="best validation metrics JSON (DVC metrics)")
+    p.add_argument("--resume", action="store_true", help="continue from --out/last.pt when it matches this run")
+    args = p.parse_args(argv)
+    params = start("train", args)
+    if args.ablation not in params.ablations:
+        raise StacmrError(f"--ablation {args.ablation!r}: not in params.yaml ablations {sorted(params.ablations)}")
+    ablation = params.ablations[args.ablation]
+    config = params.model_config(args.ablation)
+    device = resolve_device(params.train.device)
+    vocab = Vocabulary.load(args.vocab)
+    train_path = args.trainset if ablation.train_data == "trainset" else store_file(args.features, ablation.train_data)
+    with FeatureStore(train_path) as train_store, FeatureStore(store_file(args.features, VALIDATION)) as val_store:
+        data = {
+            ablation.train_data: sha256_file(train_path),
+            VALIDATION: sha256_file(val_store.path),
+            "vocab": sha256_file(args.vocab),
+        }
+        sizes = train_store.sizes
+        dims = {"region_dim": sizes["D"], "ocr_dim": sizes["E"], "ocr_slots": sizes["T"], "vocab_size": len(vocab)}
+        spec = RunSpec(ablation.family, asdict(config), dims, params_dict(params.train), data)
+        torch.manual_seed(params.train.seed)
+        model = build_model(ablation.family, config, **dims).to(device)
+        args.out.mkdir(parents=True, exist_ok=True)
+        with Tracker(EXPERIMENT, args.ablation) as tracker:
+            tracker.log_params(
+                {"ablation": asdict(ablation), "model": asdict(config), "train": spec.train, "dims": dims}
+            )
+            tags = {
+                "ablation": args.ablation,
+                "family": ablation.family,
+                "data.source": params.data.source,
+                "train_data": ablation.train_data,
+                "device": str(device),
+                "seed": str(params.train.seed),
+                "platform": platform.platform(),
+            }
+            tracker.set_tags({**provenance_tags(), **tags, **{f"sha256.{k}": v for k, v in data.items()}})
+            history = fit(
+                model,
+                spec,
+                params.train,
+                train_store,
+                val_store,
+                vocab,
+                device,
+                args.out,
+                args.history,
+                args.resume,
+                on_epoch=lambda row: tracker.log_metrics(row, step=int(row["epoch"])),
+            )
+            best = max(history, key=lambda row: selection_score(_val(row)))
+            write_text(args.metrics, json.dumps({"epoch": best["epoch"], **_val(best)}, indent=2) + "\n")
+            tracker.log_artifact(args.history)
+            tracker.log_artifact(args.metrics)
+            tracker.set_tags({"checkpoint": str(args.out / "best.pt")})
+    log.info("%s: best epoch %d, validation rsum %.1f", args.ablation, best["epoch"], best["val_rsum"])
+
+
+def _val(row: dict[str, float]) -> dict[str, float]:
+    return {k.removeprefix("val_"): v for k, v in row.items() if k.startswith("val_")}

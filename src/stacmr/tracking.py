@@ -1,0 +1,219 @@
+"""MLflow tracking: the one module that imports mlflow (STYLE.md, rule 4). It mirrors a training run into MLflow.
+
+The DVC metrics JSON is the record; MLflow is a view of it (DESIGN.md, tracking and provenance), so tracking never
+stops training: the first failure (store unreachable, database locked, bad URI, server error) logs one warning on the
+`stacmr` logger and turns every later call into a no-op.
+
+Reads `$MLFLOW_TRACKING_URI`, `$DVC_ROOT`, `$DVC_STAGE` and the git state of the repo root. Writes, by default, to
+`<repo root>/mlflow.db` (runs, params, metrics, tags) and `<repo root>/mlruns/<run id>/artifacts`, with
+`<repo root>/mlflow.db.lock` held while the database is created; a plain `mlflow ui` run from the repo root reads
+the same database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import platform
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
+
+log = logging.getLogger("stacmr")
+
+
+def repo_root() -> Path:
+    """The project root: `$DVC_ROOT` (set by DVC in every stage), else the nearest parent of the cwd holding
+    `dvc.yaml` or `.git`, else the cwd."""
+    if root := os.environ.get("DVC_ROOT"):
+        return Path(root).resolve()
+    cwd = Path.cwd().resolve()
+    for folder in (cwd, *cwd.parents):
+        if (folder / "dvc.yaml").exists() or (folder / ".git").exists():
+            return folder
+    return cwd
+
+
+def tracking_uri() -> str:
+    """`$MLFLOW_TRACKING_URI` (a team's shared server), else the sqlite database at the repo root.
+
+    The path is absolute so that a stage run from any cwd writes where `mlflow ui` (default store
+    `sqlite:///mlflow.db`, relative to its cwd) looks when started from the repo root.
+    """
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root()}/mlflow.db"
+
+
+def _render(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_render(v) for v in value) + "]"
+    return str(value)
+
+
+def flatten(params: dict, prefix: str = "") -> dict[str, str]:
+    """`{"a": {"b": {"c": 1}}}` → `{"a.b.c": "1"}`; a list or tuple becomes `[x, y]`, an empty section `{}`."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, name))
+        else:
+            flat[name] = _render(value)
+    return flat
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI (relative to the cwd, as SQLAlchemy reads it); None otherwise."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri.removeprefix("sqlite:///").split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    """Serialise the first use of a sqlite store: two processes that find no database both run MLflow's schema
+    migrations, and one fails (`duplicate column name: step`, seen with mlflow 3.17.2), or both create the
+    experiment."""
+    db = _sqlite_path(uri)
+    if db is None:
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_name(db.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _artifact_location(uri: str) -> str | None:
+    """`mlruns/` beside a sqlite database; MLflow's own default is `./mlruns` of whatever the cwd happens to be."""
+    db = _sqlite_path(uri)
+    return (db.resolve().parent / "mlruns").as_uri() if db is not None else None
+
+
+def _experiment_id(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except MlflowException as exc:
+        # A tracking server has no file lock: a parallel stage may have created the experiment since we looked.
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        return client.get_experiment_by_name(name).experiment_id
+
+
+def _redacted(text: str) -> str:
+    """Hide the passwords in a URI or in a message quoting one (`pg://u:secret@h/db` → `pg://u:***@h/db`)."""
+    return re.sub(r"//([^/:@]*):[^/@]*@", r"//\1:***@", text)
+
+
+class Tracker:
+    """One MLflow run, as a context manager; every method is a no-op once tracking has failed.
+
+    with Tracker("stacmr", "train") as tracker:
+        tracker.set_tags(provenance_tags())
+        tracker.log_params(params_dict(params))
+        tracker.log_metrics({"rsum": 412.3}, step=epoch)
+    """
+
+    def __init__(self, experiment: str, run_name: str, uri: str | None = None) -> None:
+        self.experiment = experiment
+        self.run_name = run_name
+        self.uri = uri or tracking_uri()
+        self.run_id: str | None = None
+        self._client: MlflowClient | None = None  # None: not started, ended, or failed
+
+    def __enter__(self) -> Tracker:
+        try:
+            with _store_lock(self.uri):
+                client = MlflowClient(tracking_uri=self.uri)
+                experiment_id = _experiment_id(client, self.experiment, _artifact_location(self.uri))
+            self.run_id = client.create_run(experiment_id, run_name=self.run_name).info.run_id
+            self._client = client
+        except Exception as exc:
+            self._fail(exc)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        status = "FINISHED" if exc_type is None else "FAILED"
+        self._attempt(lambda client: client.set_terminated(self.run_id, status=status))
+        self._client = None
+        # Returning None lets the user's exception, if any, propagate.
+
+    def log_params(self, params: dict) -> None:
+        """Log a nested params dict, flattened to dotted keys; values past MLflow's limit are cut to fit."""
+        entries = [Param(k, v[:MAX_PARAM_VAL_LENGTH]) for k, v in flatten(params).items()]
+        self._attempt(lambda client: client.log_batch(self.run_id, params=entries))
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        entries = [RunTag(k, str(v)[:MAX_TAG_VAL_LENGTH]) for k, v in tags.items()]
+        self._attempt(lambda client: client.log_batch(self.run_id, tags=entries))
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        now_ms = int(time.time() * 1000)
+        entries = [Metric(k, float(v), now_ms, step) for k, v in metrics.items()]
+        self._attempt(lambda client: client.log_batch(self.run_id, metrics=entries))
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None:
+        """Copy a file, or a directory under its own name, into the run's artifacts (under `artifact_path` if given)."""
+        self._attempt(lambda client: client.log_artifact(self.run_id, os.fspath(path), artifact_path))
+
+    def _attempt(self, action: Callable[[MlflowClient], object]) -> None:
+        if self._client is None:
+            return
+        try:
+            action(self._client)
+        except Exception as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        self._client = None
+        lines = str(exc).strip().splitlines()
+        log.warning(
+            "MLflow tracking at %s failed (%s: %s); training goes on untracked",
+            _redacted(self.uri),
+            type(exc).__name__,
+            _redacted(lines[0]) if lines else "no message",  # MLflow's HTTP errors repeat the URI
+        )
+
+
+def _git(root: Path, *args: str) -> str | None:
+    """The stdout of a git command in `root`, or None when git is missing or `root` is not a work tree."""
+    try:
+        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return done.stdout.strip()
+
+
+def provenance_tags() -> dict[str, str]:
+    """Where a run came from: git commit and dirty flag of the repo root, DVC stage, torch and python versions."""
+    import torch  # lazily: importing this module should not cost a torch import
+
+    root = repo_root()
+    commit = _git(root, "rev-parse", "HEAD")
+    status = _git(root, "status", "--porcelain") if commit is not None else None
+    return {
+        "git_commit": commit or "unknown",
+        "git_dirty": "unknown" if status is None else ("true" if status else "false"),
+        "dvc_stage": os.environ.get("DVC_STAGE", "-"),
+        "torch_version": torch.__version__,
+        "python_version": platform.python_version(),
+    }

@@ -1,0 +1,37 @@
+"""Self-describing checkpoints: model and optimiser state, RNG state, progress, history and the config as plain data.
+
+Written atomically (a kill never leaves a half checkpoint) and read back with `weights_only=True` (DESIGN.md,
+reliability rules), so everything in one is a tensor or plain Python data.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stacmr.atomic import atomic_path
+from stacmr.errors import StacmrError
+
+CHECKPOINT_VERSION = 1
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({**state, "checkpoint_version": CHECKPOINT_VERSION}, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise StacmrError(f"{path}: checkpoint is missing") from None
+    except Exception as exc:  # torch raises many types for a corrupt or foreign file
+        raise StacmrError(f"{path}: not a readable stacmr checkpoint ({type(exc).__name__}: {exc})") from None
+    version = state.get("checkpoint_version") if isinstance(state, dict) else None
+    if version != CHECKPOINT_VERSION:
+        raise StacmrError(f"{path}: checkpoint version {version!r}, this stacmr reads {CHECKPOINT_VERSION}")
+    return state

@@ -1,0 +1,131 @@
+"""The one training loop through the `train` stage: smoke runs of each family, determinism, resume after a kill,
+tracking, and tracking failures that must not stop training."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from stacmr.cli import main
+from stacmr.training.checkpoint import load_checkpoint
+
+
+def _argv(root: Path, out: Path, ablation: str, params: Path | None = None) -> list[str]:
+    return [
+        "train", "--params", str(params or root / "params.yaml"), "--ablation", ablation,
+        "--features", str(root / "features"), "--trainset", str(root / "trainset.h5"),
+        "--vocab", str(root / "vocab.json"), "--out", str(out / "models" / ablation),
+        "--history", str(out / "plots" / f"{ablation}.csv"), "--metrics", str(out / "metrics" / f"{ablation}.json"),
+    ]  # fmt: skip
+
+
+@pytest.fixture
+def store_uri(tmp_path, monkeypatch) -> str:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+def _states_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("ablation", ["vsrn_all", "starnet_all", "starnet_ctc", "vsrn_f30k"])
+def test_one_run_per_family_and_data(pipeline, tmp_path, store_uri, ablation):
+    root, params = pipeline
+    assert main(_argv(root, tmp_path, ablation)) == 0
+    best = load_checkpoint(tmp_path / "models" / ablation / "best.pt")
+    last = load_checkpoint(tmp_path / "models" / ablation / "last.pt")
+    assert last["epoch"] == params.train.epochs and best["spec"]["family"] == params.ablations[ablation].family
+    rows = list(csv.DictReader((tmp_path / "plots" / f"{ablation}.csv").open()))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, params.train.epochs + 1))
+    metrics = json.loads((tmp_path / "metrics" / f"{ablation}.json").read_text())
+    for key in ("i2t_r1", "i2t_r5", "t2i_r1", "t2i_r5", "rsum", "explicit_rsum", "i2t_medr"):
+        assert key in metrics
+    assert 0 <= metrics["i2t_r1"] <= metrics["i2t_r5"] <= metrics["i2t_r10"] <= 100
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(store_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("stacmr").experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name == ablation
+    assert run.data.tags["family"] == params.ablations[ablation].family
+    assert run.data.params["train.seed"] == str(params.train.seed)
+    history = client.get_metric_history(run.info.run_id, "val_rsum")
+    assert [m.step for m in history] == list(range(1, params.train.epochs + 1))
+
+
+def test_two_runs_are_identical(pipeline, tmp_path, store_uri):
+    root, _ = pipeline
+    for name in ("a", "b"):
+        assert main(_argv(root, tmp_path / name, "starnet_all")) == 0
+    a = load_checkpoint(tmp_path / "a/models/starnet_all/last.pt")
+    b = load_checkpoint(tmp_path / "b/models/starnet_all/last.pt")
+    assert _states_equal(a["model"], b["model"])
+    assert a["history"] == b["history"]
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(pipeline, tmp_path, store_uri, tiny_raw, write_params):
+    root, _ = pipeline
+    tiny_raw["train"]["epochs"] = 4
+    params = write_params(tiny_raw)
+    assert main(_argv(root, tmp_path / "whole", "starnet_all", params)) == 0
+
+    argv = [sys.executable, "-m", "stacmr", *_argv(root, tmp_path / "cut", "starnet_all", params), "--resume"]
+    last = tmp_path / "cut/models/starnet_all/last.pt"
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not last.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # somewhere in epoch 2, after the first checkpoint
+    proc.wait()
+    killed_at = load_checkpoint(last)["epoch"]
+    assert killed_at < 4, "the run finished before it could be killed"
+    assert main([*_argv(root, tmp_path / "cut", "starnet_all", params), "--resume"]) == 0
+
+    whole = load_checkpoint(tmp_path / "whole/models/starnet_all/last.pt")
+    cut = load_checkpoint(last)
+    assert _states_equal(whole["model"], cut["model"])
+    assert whole["history"] == cut["history"]
+    best_whole = load_checkpoint(tmp_path / "whole/models/starnet_all/best.pt")
+    best_cut = load_checkpoint(tmp_path / "cut/models/starnet_all/best.pt")
+    assert best_whole["epoch"] == best_cut["epoch"] and _states_equal(best_whole["model"], best_cut["model"])
+
+
+def test_resume_ignores_a_checkpoint_of_another_configuration(pipeline, tmp_path, store_uri, tiny_raw, write_params):
+    root, _ = pipeline
+    assert main(_argv(root, tmp_path, "vsrn_all")) == 0
+    tiny_raw["train"]["lr"] = 1e-3
+    assert main([*_argv(root, tmp_path, "vsrn_all", write_params(tiny_raw)), "--resume"]) == 0
+    fresh = tmp_path / "fresh"
+    assert main(_argv(root, fresh, "vsrn_all", write_params(tiny_raw))) == 0
+    assert _states_equal(
+        load_checkpoint(tmp_path / "models/vsrn_all/last.pt")["model"],
+        load_checkpoint(fresh / "models/vsrn_all/last.pt")["model"],
+    )
+
+
+def test_training_survives_an_unreachable_tracking_store(pipeline, tmp_path, monkeypatch, caplog):
+    root, _ = pipeline
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    assert main(_argv(root, tmp_path, "vsrn_all")) == 0
+    assert (tmp_path / "metrics" / "vsrn_all.json").exists()
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "127.0.0.1:9" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_unknown_ablation_is_refused(pipeline, tmp_path, capsys):
+    root, _ = pipeline
+    assert main(_argv(root, tmp_path, "starnet_al")) == 2
+    assert "--ablation 'starnet_al': not in params.yaml ablations" in capsys.readouterr().err
