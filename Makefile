@@ -28,8 +28,9 @@ data:
 	else echo "data.dvc records raw inputs that are not here: 'dvc pull data.dvc' from your remote," \
 	  "or place them under data/ (README, 'Real data')" >&2; exit 1; fi
 
+# TARGETS: stages to reproduce (default: all), e.g. `make pipeline TARGETS=trainset`
 pipeline:
-	dvc repro
+	dvc repro $(TARGETS)
 
 test: install
 	$(PY) -m pytest

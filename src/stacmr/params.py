@@ -127,6 +127,7 @@ class TrainParams:
     grad_clip: float = _range(0.0)  # max gradient norm, 0 = no clipping (release: 2.0)
     margin: float = _range(0.0, 2.0)  # hinge margin (release: 0.2)
     max_violation: bool  # hardest negative instead of the sum over negatives (release: --max_violation)
+    warmup_epochs: int = _range(0)  # first epochs sum over all negatives before max_violation applies (VSE∞, CHAN)
     max_caption_words: int = _range(1, 200)  # captions are cut to this many words
 
 

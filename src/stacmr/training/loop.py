@@ -94,7 +94,6 @@ def fit(
 ) -> list[dict[str, float]]:
     """Train `model` (already seeded and on `device`); returns the per-epoch history. Writes `best.pt`, `last.pt` to
     `out_dir` and the history CSV to `history_path` after every epoch."""
-    criterion = functools.partial(hinge_triplet, margin=params.margin, max_violation=params.max_violation)
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=params.lr_decay_every, gamma=params.lr_decay)
     start_epoch, best_score, history = 0, -math.inf, []
@@ -118,6 +117,10 @@ def fit(
     for epoch in range(start_epoch, params.epochs):
         model.train()
         lr = optimizer.param_groups[0]["lr"]
+        # hardest negatives from the start can collapse every embedding onto one point (the loss sticks at
+        # 2·B·margin); a warm-up on the sum over negatives avoids it (VSE∞; CHAN's one warm-up epoch)
+        hardest = params.max_violation and epoch >= params.warmup_epochs
+        criterion = functools.partial(hinge_triplet, margin=params.margin, max_violation=hardest)
         sums: dict[str, float] = {}
         batches = training_batches(train_store, vocab, params.batch_size, params.seed, epoch, params.max_caption_words)
         bar = tqdm(batches, total=steps, desc=f"epoch {epoch + 1}/{params.epochs}", unit="batch")
