@@ -13,6 +13,7 @@ STAGES = {
     "features": "stacmr.stages.features",
     "trainset": "stacmr.stages.trainset",
     "train": "stacmr.stages.train",
+    "evaluate": "stacmr.stages.evaluate",
     "configure": "stacmr.stages.configure",
 }
 

@@ -139,6 +139,15 @@ class AblationParams:
 
 
 @dataclass(frozen=True)
+class EvaluateParams:
+    ablations: tuple[str, ...]  # which ablations the `evaluate` stages cover (keys of `ablations`)
+    splits: tuple[str, ...]  # CTC splits to evaluate on: dev = CTC-1K, test = CTC-5K
+    max_block_mb: int = _range(1, 65536)  # memory bound of one similarity block (the 5K × 25K matrix is never whole)
+    bootstrap_resamples: int = _range(10)  # resamples of the queries for the 95% confidence intervals
+    seed: int = _range(0)  # bootstrap seed
+
+
+@dataclass(frozen=True)
 class Params:
     data: DataParams
     synthetic: SyntheticParams
@@ -147,6 +156,7 @@ class Params:
     train: TrainParams
     models: dict[str, Any]  # family → its config dataclass (`stacmr.models.config_class`), validated after parsing
     ablations: dict[str, AblationParams]  # name → what to train; one `train@<name>` stage each
+    evaluate: EvaluateParams
 
     def model_config(self, ablation: str) -> Any:
         """The family config of `ablation`: `models.<family>` with the ablation's overrides applied."""
@@ -259,6 +269,12 @@ def _check_models(params: Params) -> Params:
             raise ParamsError(
                 f"ablations.{name}.train_data: unknown {ab.train_data!r}{_suggest(ab.train_data, stores)}"
             )
+    for name in params.evaluate.ablations:
+        if name not in params.ablations:
+            raise ParamsError(f"evaluate.ablations: unknown ablation {name!r}{_suggest(name, params.ablations)}")
+    for split in params.evaluate.splits:
+        if split not in SOURCE_SPLITS["ctc"]:
+            raise ParamsError(f"evaluate.splits: unknown CTC split {split!r}{_suggest(split, SOURCE_SPLITS['ctc'])}")
     checked = dataclasses.replace(params, models=models)
     for name in params.ablations:
         checked.model_config(name)

@@ -131,11 +131,14 @@ class Tracker:
         tracker.log_metrics({"rsum": 412.3}, step=epoch)
     """
 
-    def __init__(self, experiment: str, run_name: str, uri: str | None = None) -> None:
+    def __init__(self, experiment: str, run_name: str, uri: str | None = None, run_id: str | None = None) -> None:
+        """A new run named `run_name`, or with `run_id` more results for an existing run (an evaluation mirrored
+        into its training run), whose status is then left as it was."""
         self.experiment = experiment
         self.run_name = run_name
         self.uri = uri or tracking_uri()
-        self.run_id: str | None = None
+        self.run_id: str | None = run_id
+        self._attached = run_id is not None
         self._client: MlflowClient | None = None  # None: not started, ended, or failed
 
     def __enter__(self) -> Tracker:
@@ -143,7 +146,10 @@ class Tracker:
             with _store_lock(self.uri):
                 client = MlflowClient(tracking_uri=self.uri)
                 experiment_id = _experiment_id(client, self.experiment, _artifact_location(self.uri))
-            self.run_id = client.create_run(experiment_id, run_name=self.run_name).info.run_id
+            if self._attached:
+                client.get_run(self.run_id)  # fails (once, as a warning) when the run is not in this store
+            else:
+                self.run_id = client.create_run(experiment_id, run_name=self.run_name).info.run_id
             self._client = client
         except Exception as exc:
             self._fail(exc)
@@ -153,7 +159,8 @@ class Tracker:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         status = "FINISHED" if exc_type is None else "FAILED"
-        self._attempt(lambda client: client.set_terminated(self.run_id, status=status))
+        if not self._attached:
+            self._attempt(lambda client: client.set_terminated(self.run_id, status=status))
         self._client = None
         # Returning None lets the user's exception, if any, propagate.
 

@@ -23,6 +23,12 @@ class Encoded:
     cap_emb: np.ndarray  # (N·C, E)
     caption_image: np.ndarray  # (N·C,) int64
 
+    def subset(self, images: np.ndarray) -> Encoded:
+        """The given images (sorted indices) with their captions, re-indexed from 0."""
+        caps = np.flatnonzero(np.isin(self.caption_image, images))
+        remapped = np.searchsorted(images, self.caption_image[caps])
+        return Encoded(self.img_emb[images], self.cap_emb[caps], remapped)
+
 
 @torch.no_grad()
 def encode_store(

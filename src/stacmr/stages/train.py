@@ -23,6 +23,7 @@ from stacmr.training.device import resolve_device
 from stacmr.training.loop import RunSpec, fit, selection_score
 
 EXPERIMENT = "stacmr"
+RUN_FILE = "mlflow_run.json"
 VALIDATION = "ctc/val"
 
 
@@ -89,6 +90,8 @@ def main(argv: list[str] | None = None) -> None:
             tracker.log_artifact(args.history)
             tracker.log_artifact(args.metrics)
             tracker.set_tags({"checkpoint": str(args.out / "best.pt")})
+            # the evaluate stages mirror their metrics into this run
+            write_text(args.out / RUN_FILE, json.dumps({"run_id": tracker.run_id, "uri": tracker.uri}) + "\n")
     log.info("%s: best epoch %d, validation rsum %.1f", args.ablation, best["epoch"], best["val_rsum"])
 
 

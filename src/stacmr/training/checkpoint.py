@@ -23,6 +23,18 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
         torch.save({**state, "checkpoint_version": CHECKPOINT_VERSION}, tmp)
 
 
+def rebuild_model(state: dict[str, Any]) -> tuple[Any, Any]:
+    """(model in eval mode on the CPU, its vocabulary) from a checkpoint alone: family, config, data sizes, weights."""
+    from stacmr.features.vocab import Vocabulary
+    from stacmr.models import build_model, config_class
+
+    spec = state["spec"]
+    config = config_class(spec["family"])(**spec["model_config"])
+    model = build_model(spec["family"], config, **spec["dims"])
+    model.load_state_dict(state["model"])
+    return model.eval(), Vocabulary(state["vocab"])
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     try:

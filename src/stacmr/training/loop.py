@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from stacmr.atomic import write_text
 from stacmr.evaluation.encode import encode_store
-from stacmr.evaluation.metrics import i2t_ranks, summarize, t2i_ranks
+from stacmr.evaluation.metrics import ranks, summarize
+from stacmr.evaluation.ranking import dense_similarity
 from stacmr.features.store import FeatureStore
 from stacmr.features.vocab import Vocabulary
 from stacmr.losses import hinge_triplet
@@ -48,14 +49,11 @@ def validate(
 ) -> dict[str, float]:
     """Metrics on the whole split and, prefixed `explicit_`, on its explicit images (with their captions)."""
     enc = encode_store(model, store, vocab, max_words, device)
-    sim = enc.img_emb @ enc.cap_emb.T
-    metrics = summarize(i2t_ranks(sim, enc.caption_image), t2i_ranks(sim, enc.caption_image))
+    metrics = summarize(*ranks(dense_similarity(enc.img_emb, enc.cap_emb), len(enc.img_emb), enc.caption_image))
     explicit = np.flatnonzero(store["explicit"][:])
     if len(explicit):
-        caps = np.flatnonzero(np.isin(enc.caption_image, explicit))
-        remap = np.searchsorted(explicit, enc.caption_image[caps])
-        sub = sim[np.ix_(explicit, caps)]
-        sub_metrics = summarize(i2t_ranks(sub, remap), t2i_ranks(sub, remap))
+        sub = enc.subset(explicit)
+        sub_metrics = summarize(*ranks(dense_similarity(sub.img_emb, sub.cap_emb), len(explicit), sub.caption_image))
         metrics.update({f"explicit_{k}": v for k, v in sub_metrics.items()})
     return metrics
 

@@ -1,0 +1,56 @@
+"""`evaluate`: one ablation's best checkpoint on one CTC split → metrics JSON (with CIs and the explicit subset),
+per-query ranks (.npz), and the same metrics mirrored into the ablation's MLflow training run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from stacmr.atomic import atomic_path, write_text
+from stacmr.errors import StacmrError
+from stacmr.evaluation.evaluate import evaluate_split
+from stacmr.features.store import FeatureStore, store_file
+from stacmr.stages.common import log, parser, start
+from stacmr.stages.train import EXPERIMENT, RUN_FILE
+from stacmr.tracking import Tracker
+from stacmr.training.checkpoint import load_checkpoint, rebuild_model
+from stacmr.training.device import resolve_device
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = parser("evaluate", __doc__)
+    p.add_argument("--ablation", required=True, help="a key of params.yaml: ablations")
+    p.add_argument("--split", required=True, help="a CTC split: dev (CTC-1K) or test (CTC-5K)")
+    p.add_argument("--models", required=True, type=Path, help="the ablation's checkpoint directory")
+    p.add_argument("--features", required=True, type=Path, help="directory of per-split feature stores")
+    p.add_argument("--metrics", required=True, type=Path, help="metrics JSON to write (DVC metrics)")
+    p.add_argument("--ranks", required=True, type=Path, help="per-query ranks to write (.npz)")
+    args = p.parse_args(argv)
+    params = start("evaluate", args)
+    if args.split not in params.evaluate.splits:
+        raise StacmrError(f"--split {args.split!r}: not in params.yaml evaluate.splits {list(params.evaluate.splits)}")
+    state = load_checkpoint(args.models / "best.pt")
+    model, vocab = rebuild_model(state)
+    device = resolve_device(params.train.device)
+    model.to(device)
+    e = params.evaluate
+    with FeatureStore(store_file(args.features, f"ctc/{args.split}")) as store:
+        metrics, ranks = evaluate_split(
+            model, store, vocab, state["spec"]["train"]["max_caption_words"], device,
+            e.max_block_mb << 20, e.bootstrap_resamples, e.seed,
+        )  # fmt: skip
+    metrics = {"ablation": args.ablation, "split": args.split, "checkpoint_epoch": state["epoch"], **metrics}
+    write_text(args.metrics, json.dumps(metrics, indent=2) + "\n")
+    args.ranks.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(args.ranks) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **ranks)
+    run = json.loads((args.models / RUN_FILE).read_text()) if (args.models / RUN_FILE).exists() else {}
+    if run.get("run_id"):
+        with Tracker(EXPERIMENT, args.ablation, uri=run.get("uri"), run_id=run["run_id"]) as tracker:
+            flat = {k: v for k, v in metrics.items() if isinstance(v, float)}
+            flat.update({f"explicit_{k}": v for k, v in metrics.get("explicit", {}).items() if isinstance(v, float)})
+            tracker.log_metrics({f"{args.split}_{k}": v for k, v in flat.items()}, step=state["epoch"])
+    log.info("%s on %s: rsum %.1f (explicit %.1f)", args.ablation, args.split, metrics["rsum"],
+             metrics.get("explicit", {}).get("rsum", float("nan")))  # fmt: skip

@@ -1,0 +1,116 @@
+"""Ranks and metrics against the release's per-query argsort loop, ties included; statistics sanity."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from stacmr.evaluation.metrics import ranks, summarize
+from stacmr.evaluation.ranking import dense_similarity
+from stacmr.evaluation.statistics import bootstrap_ci, paired_test
+
+
+def oracle(sim: np.ndarray, caption_image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The release's evaluation loop (`np.argsort(d)[::-1]`, a stable sort), one query at a time."""
+    n_images, n_captions = sim.shape
+    i2t = np.empty(n_images, dtype=np.int64)
+    for i in range(n_images):
+        order = np.argsort(sim[i], kind="stable")[::-1]
+        i2t[i] = min(np.flatnonzero(order == j)[0] for j in np.flatnonzero(caption_image == i))
+    t2i = np.empty(n_captions, dtype=np.int64)
+    for j in range(n_captions):
+        order = np.argsort(sim[:, j], kind="stable")[::-1]
+        t2i[j] = np.flatnonzero(order == caption_image[j])[0]
+    return i2t, t2i
+
+
+@st.composite
+def problems(draw):
+    per_image = draw(st.lists(st.integers(1, 4), min_size=1, max_size=9))
+    caption_image = np.repeat(np.arange(len(per_image)), per_image)
+    sim = draw(arrays(np.float32, (len(per_image), len(caption_image)), elements=st.integers(-3, 3).map(float)))
+    block = draw(st.integers(1, 400))
+    return sim, caption_image, block
+
+
+@settings(max_examples=300, deadline=None)
+@given(problems())
+def test_sharded_ranks_equal_the_release_loop(problem):
+    sim, caption_image, block = problem  # few distinct values: ties everywhere; tiny blocks: many shards
+    i2t, t2i = ranks(sim, sim.shape[0], caption_image, max_block_bytes=block)
+    expected_i2t, expected_t2i = oracle(sim, caption_image)
+    np.testing.assert_array_equal(i2t, expected_i2t)
+    np.testing.assert_array_equal(t2i, expected_t2i)
+
+
+def test_ties_rank_the_higher_index_first():
+    sim = np.array([[1.0, 1.0, 1.0, 1.0]], dtype=np.float32)  # one image, four equal captions, two of them its own
+    i2t, _ = ranks(np.vstack([sim, sim]), 2, np.array([0, 0, 1, 1]))
+    assert i2t.tolist() == [2, 0]  # image 1's caption 3 is first among equals; image 0's best (1) comes after 3 and 2
+
+
+def test_duplicated_captions_and_embeddings_path():
+    rng = np.random.default_rng(0)
+    img = rng.integers(-2, 3, size=(7, 4)).astype(np.float32)
+    cap = rng.integers(-2, 3, size=(21, 4)).astype(np.float32)
+    cap[5] = cap[6] = cap[13]  # duplicated captions of different images
+    caption_image = np.arange(21) // 3
+    sim = img @ cap.T  # integer-valued: exact in float32, whatever the summation order
+    expected = oracle(sim, caption_image)
+    got = ranks(dense_similarity(img, cap), 7, caption_image, max_block_bytes=64)
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_hand_made_recalls():
+    # 3 images, 2 captions each; image 0 finds its caption first, image 1 at rank 1, image 2 at rank 5
+    sim = np.array(
+        [
+            [0.9, 0.1, 0.2, 0.3, 0.0, 0.1],
+            [0.8, 0.0, 0.7, 0.1, 0.2, 0.3],
+            [0.9, 0.8, 0.7, 0.6, 0.1, 0.0],
+        ],
+        dtype=np.float32,
+    )
+    caption_image = np.array([0, 0, 1, 1, 2, 2])
+    i2t, t2i = ranks(sim, 3, caption_image)
+    assert i2t.tolist() == [0, 1, 4]
+    assert t2i.tolist() == [1, 1, 1, 2, 1, 2]  # captions 0 and 2 lose a tie to image 2, the higher index
+    m = summarize(i2t, t2i)
+    assert m["i2t_r1"] == pytest.approx(100 / 3) and m["i2t_r5"] == 100.0
+    assert m["t2i_r1"] == 0.0 and m["t2i_r5"] == 100.0
+    assert m["i2t_medr"] == 2.0 and m["i2t_meanr"] == pytest.approx(1 + 5 / 3)
+    assert m["rsum"] == pytest.approx(sum(m[k] for k in m if "_r" in k and k[-1].isdigit()))
+
+
+def test_caption_without_an_image_is_refused():
+    with pytest.raises(ValueError, match="image 1 has no caption"):
+        ranks(np.zeros((2, 2), np.float32), 2, np.array([0, 0]))
+
+
+def test_bootstrap_ci_contains_the_estimate_and_does_not_shrink_with_more_resamples():
+    rng = np.random.default_rng(1)
+    i2t, t2i = rng.geometric(0.2, size=400) - 1, rng.geometric(0.1, size=2000) - 1
+    point = summarize(i2t, t2i)
+    small = bootstrap_ci(i2t, t2i, resamples=300, seed=0)
+    large = bootstrap_ci(i2t, t2i, resamples=3000, seed=0)
+    for key, (low, high) in large.items():
+        assert low <= point[key] <= high
+        width_small, width_large = small[key][1] - small[key][0], high - low
+        assert 0.7 < width_large / width_small < 1.4  # more resamples estimate the same interval, not a narrower one
+    assert bootstrap_ci(i2t, t2i, 300, seed=0) == small  # seeded
+
+
+def test_paired_test():
+    rng = np.random.default_rng(2)
+    a = rng.geometric(0.3, size=1000) - 1
+    diff, p = paired_test(a, a.copy(), "r1", permutations=2000, seed=0)
+    assert diff == 0.0 and p == 1.0
+    better = np.where(rng.random(1000) < 0.3, 0, a)  # the same queries, a third of them moved to rank 0
+    diff, p = paired_test(better, a, "r1", permutations=2000, seed=0)
+    assert diff > 10 and p < 0.01
+    with pytest.raises(ValueError, match="same queries"):
+        paired_test(a, a[:10], "r1", permutations=10, seed=0)
