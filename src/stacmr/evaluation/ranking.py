@@ -35,6 +35,17 @@ def _block_size(other: int, max_block_bytes: int) -> int:
     return max(1, max_block_bytes // (5 * max(other, 1)))  # float32 scores + bool comparisons per element
 
 
+def _ties_after(s: np.ndarray, g: np.ndarray, gt: np.ndarray, axis: int) -> np.ndarray:
+    """Per query (along `axis`), how many scores equal its ground truth `g` at an index after `gt`. Ties beyond the
+    ground truth itself are rare, so only the queries that have any get the index comparison."""
+    equal = s == g
+    out = np.count_nonzero(equal, axis=axis) - 1  # the ground truth equals itself
+    for q in np.flatnonzero(out):
+        line = equal[q] if axis == 1 else equal[:, q]
+        out[q] = np.count_nonzero(line[gt[q] + 1 :])
+    return out
+
+
 def i2t_ranks_sharded(
     similarity: Similarity, n_images: int, caption_image: np.ndarray, max_block_bytes: int
 ) -> np.ndarray:
@@ -57,7 +68,7 @@ def i2t_ranks_sharded(
             scores = s[r, gts]
             best[r] = gts[np.flatnonzero(scores == scores.max()).max()]
         g = s[np.arange(len(rows)), best][:, None]
-        ranks[rows] = (s > g).sum(axis=1) + ((s == g) & (cols[None, :] > best[:, None])).sum(axis=1)
+        ranks[rows] = np.count_nonzero(s > g, axis=1) + _ties_after(s, g, best, axis=1)
     return ranks
 
 
@@ -74,5 +85,5 @@ def t2i_ranks_sharded(
         s = similarity(rows, cols)
         gt_rows = caption_image[cols]
         g = s[gt_rows, np.arange(len(cols))][None, :]
-        ranks[cols] = (s > g).sum(axis=0) + ((s == g) & (rows[:, None] > gt_rows[None, :])).sum(axis=0)
+        ranks[cols] = np.count_nonzero(s > g, axis=0) + _ties_after(s, g, gt_rows, axis=0)
     return ranks

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import platform
+import resource
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -39,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--resume", action="store_true", help="continue from --out/last.pt when it matches this run")
     args = p.parse_args(argv)
     params = start("train", args)
+    started = time.monotonic()
     if args.ablation not in params.ablations:
         raise StacmrError(f"--ablation {args.ablation!r}: not in params.yaml ablations {sorted(params.ablations)}")
     ablation = params.ablations[args.ablation]
@@ -86,13 +89,21 @@ def main(argv: list[str] | None = None) -> None:
                 on_epoch=lambda row: tracker.log_metrics(row, step=int(row["epoch"])),
             )
             best = max(history, key=lambda row: selection_score(_val(row)))
-            write_text(args.metrics, json.dumps({"epoch": best["epoch"], **_val(best)}, indent=2) + "\n")
+            usage = {"train_seconds": round(time.monotonic() - started, 1), "peak_rss_mib": _peak_rss_mib()}
+            write_text(args.metrics, json.dumps({"epoch": best["epoch"], **_val(best), **usage}, indent=2) + "\n")
+            tracker.set_tags({k: str(v) for k, v in usage.items()})
             tracker.log_artifact(args.history)
             tracker.log_artifact(args.metrics)
             tracker.set_tags({"checkpoint": str(args.out / "best.pt")})
             # the evaluate stages mirror their metrics into this run
             write_text(args.out / RUN_FILE, json.dumps({"run_id": tracker.run_id, "uri": tracker.uri}) + "\n")
-    log.info("%s: best epoch %d, validation rsum %.1f", args.ablation, best["epoch"], best["val_rsum"])
+    log.info("%s: best epoch %d, validation rsum %.1f; %.0f s, peak RSS %.0f MiB", args.ablation, best["epoch"],
+             best["val_rsum"], usage["train_seconds"], usage["peak_rss_mib"])  # fmt: skip
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak resident memory so far (Linux reports KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _val(row: dict[str, float]) -> dict[str, float]:
