@@ -26,7 +26,7 @@ def shrink(raw: dict) -> dict:
         regions=6,
         region_dim=16,
     )
-    tiny["features"]["fasttext"].update(dim=32, epoch=2, lr=0.01, ws=2, bucket=20000)
+    tiny["features"]["fasttext"].update(dim=32, epoch=2, lr=0.005, ws=2, bucket=20000)
     tiny["trainset"]["chunk_images"] = 7
     tiny["train"].update(epochs=2, batch_size=16, lr_decay_every=1)
     small = {"embed_dim": 16, "word_dim": 8, "gcn_layers": 1, "caption_hidden": 16, "caption_word_dim": 8}

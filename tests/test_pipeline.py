@@ -199,3 +199,19 @@ def test_a_spurious_fasttext_nan_is_retried(pipeline, monkeypatch, tmp_path):
     monkeypatch.setattr(fasttext, "train_unsupervised", flaky)
     assert _features(pipeline, pipeline[0] / "raw", tmp_path / "out") == 0
     assert failures == [1] and (tmp_path / "out" / "ocr_fasttext.bin").is_file()
+
+
+def test_exploded_fasttext_weights_are_retried(pipeline, monkeypatch, tmp_path, capsys):
+    import fasttext
+
+    real = fasttext.train_unsupervised
+
+    def explode(*args, **kwargs):
+        model = real(*args, **kwargs)
+        model.get_input_matrix = lambda: np.full((2, 2), 1e6, dtype=np.float32)
+        return model
+
+    monkeypatch.setattr(fasttext, "train_unsupervised", explode)
+    assert _features(pipeline, pipeline[0] / "raw", tmp_path / "out") == 2
+    _one_error_line(capsys, "fastText training failed 3 times (diverged: largest weight 1e+06)")
+    assert not (tmp_path / "out").exists()
