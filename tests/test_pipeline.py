@@ -74,7 +74,7 @@ def test_trainset_concatenates_sources_in_order(pipeline):
 
 
 def test_features_are_reproducible(pipeline, tmp_path):
-    """Same inputs, same stores; fastText's vectors only up to float rounding (see `ocr_embedding`)."""
+    """Same inputs, same model and stores (fastText trains in a fresh process each time)."""
     root, _ = pipeline
     assert run("features", "--params", root / "params.yaml", "--raw", root / "raw", "--out", tmp_path / "f") == 0
     for name in ("ctc/test", "textcaps/train"):
@@ -85,7 +85,8 @@ def test_features_are_reproducible(pipeline, tmp_path):
             for field in ("regions", "ocr_mask", "explicit"):
                 np.testing.assert_array_equal(a[field][:], b[field][:])
             assert list(a["ocr_tokens"].asstr()[:].ravel()) == list(b["ocr_tokens"].asstr()[:].ravel())
-            np.testing.assert_allclose(a["ocr_emb"][:], b["ocr_emb"][:], atol=1e-3)
+            np.testing.assert_array_equal(a["ocr_emb"][:], b["ocr_emb"][:])
+    assert (root / "features" / "ocr_fasttext.bin").read_bytes() == (tmp_path / "f" / "ocr_fasttext.bin").read_bytes()
 
 
 def _one_error_line(capsys, *needles: str) -> str:
@@ -169,49 +170,34 @@ def test_unknown_stage_and_help(capsys):
     assert main([]) == 0
 
 
-def test_diverging_fasttext_training_is_explained(pipeline, monkeypatch, tmp_path, capsys):
+def test_diverging_fasttext_training_is_explained(pipeline, tiny_raw, write_params, tmp_path, capsys):
+    root, _ = pipeline
+    tiny_raw["features"]["fasttext"].update(lr=1.0, epoch=20)  # weights reach 1e9 on this corpus
+    params = write_params(tiny_raw)
+    assert run("features", "--params", params, "--raw", root / "raw", "--out", tmp_path / "out") == 2
+    _one_error_line(
+        capsys, "fastText training failed (diverged: largest weight", "lower features.fasttext.lr (now 1.0)"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+class _Conn:
+    def __init__(self) -> None:
+        self.sent = []
+
+    def send(self, value) -> None:
+        self.sent.append(value)
+
+
+def test_the_training_child_reports_nan_and_saves_nothing(monkeypatch, tmp_path):
     import fasttext
 
-    calls = []
+    from stacmr.features import ocr_embedding
 
-    def diverge(*args, **kwargs):
-        calls.append(kwargs)
+    def nan(*args, **kwargs):
         raise RuntimeError("Encountered NaN.")
 
-    monkeypatch.setattr(fasttext, "train_unsupervised", diverge)
-    assert _features(pipeline, pipeline[0] / "raw", tmp_path / "out") == 2
-    _one_error_line(capsys, "fastText training failed 3 times (Encountered NaN.)", "lower features.fasttext.lr")
-    assert len(calls) == 3 and all(c["thread"] == 1 for c in calls)
-    assert not (tmp_path / "out").exists()
-
-
-def test_a_spurious_fasttext_nan_is_retried(pipeline, monkeypatch, tmp_path):
-    import fasttext
-
-    real, failures = fasttext.train_unsupervised, []
-
-    def flaky(*args, **kwargs):
-        if not failures:
-            failures.append(1)
-            raise RuntimeError("Encountered NaN.")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(fasttext, "train_unsupervised", flaky)
-    assert _features(pipeline, pipeline[0] / "raw", tmp_path / "out") == 0
-    assert failures == [1] and (tmp_path / "out" / "ocr_fasttext.bin").is_file()
-
-
-def test_exploded_fasttext_weights_are_retried(pipeline, monkeypatch, tmp_path, capsys):
-    import fasttext
-
-    real = fasttext.train_unsupervised
-
-    def explode(*args, **kwargs):
-        model = real(*args, **kwargs)
-        model.get_input_matrix = lambda: np.full((2, 2), 1e6, dtype=np.float32)
-        return model
-
-    monkeypatch.setattr(fasttext, "train_unsupervised", explode)
-    assert _features(pipeline, pipeline[0] / "raw", tmp_path / "out") == 2
-    _one_error_line(capsys, "fastText training failed 3 times (diverged: largest weight 1e+06)")
-    assert not (tmp_path / "out").exists()
+    monkeypatch.setattr(fasttext, "train_unsupervised", nan)
+    conn = _Conn()
+    ocr_embedding._train_in_child("corpus.txt", {}, str(tmp_path / "model.bin"), conn)
+    assert conn.sent == ["Encountered NaN."] and not (tmp_path / "model.bin").exists()

@@ -2,10 +2,8 @@
 
 The StacMR release embeds OCR tokens with fastText (300-d); its character n-grams give misread tokens ("P1ZZA") a
 vector near the word they misread. When `features.fasttext.model` is null we train a skipgram model on the training
-mix's captions and OCR strings, single-threaded with fastText's fixed seed. The same inputs then give the same vectors
-up to float rounding: fastText's vectorised sums depend on how its buffers happen to be aligned, so two trainings in
-one process can differ in the last bits (seen: 3e-6 on vectors of norm 0.1); two runs of the stage gave identical
-files here.
+mix's captions and OCR strings, single-threaded with fastText's fixed seed, in a fresh process (see below), so the
+same inputs give the same model file.
 Tokens are lower-cased before lookup (engines read signs in capitals; captions are lower case).
 
 One thread has a side effect: fastText initialises its n-gram matrix in ten blocks, one per thread, so with one
@@ -15,9 +13,11 @@ row, and a token made only of such n-grams gets a zero vector (its slot is still
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import fasttext
@@ -28,42 +28,60 @@ from stacmr.errors import StacmrError
 from stacmr.params import FastTextParams
 from stacmr.text import words
 
-# This fastText build sometimes stops with "Encountered NaN", or ends with exploded weights, on inputs that train fine
-# when run again (seen here: 1 in 20 trainings of a tiny corpus at lr 0.01; once, weights beyond float16 in CI; never
-# at the default config); a genuinely diverging run fails every try.
-_ATTEMPTS = 3
+# This fastText build reads memory it never initialised: in one process, a training can differ in its last bits from
+# the one before it, and after a few trainings it may stop with "Encountered NaN" or end with exploded weights (seen
+# here in the test suite, never at the default config). A fresh interpreter starts from the same state every time, so
+# each training runs in its own spawned process: the same inputs give the same model, and a failure is a property of
+# the inputs and params, reported as such.
 _MAX_WEIGHT = 1e3  # a sane model's weights are O(1); the stores keep float16 (max 65504)
 
 
-def _train_with_retries(corpus: Path, params: FastTextParams) -> fasttext.FastText._FastText:
-    for _ in range(_ATTEMPTS):
-        try:
-            model = fasttext.train_unsupervised(
-                str(corpus),
-                model="skipgram",
-                dim=params.dim,
-                epoch=params.epoch,
-                lr=params.lr,
-                ws=params.ws,
-                minCount=params.min_count,
-                minn=params.minn,
-                maxn=params.maxn,
-                bucket=params.bucket,
-                # fastText's Hogwild updates are reproducible only on one thread; the Python binding fixes the
-                # seed (0) and does not expose it
-                thread=1,
-                verbose=0,
-            )
-        except RuntimeError as exc:
-            error = exc
-            continue
-        largest = float(np.abs(model.get_input_matrix()).max())
-        if np.isfinite(largest) and largest < _MAX_WEIGHT:
-            return model
-        error = RuntimeError(f"diverged: largest weight {largest:.3g}")
-    raise StacmrError(
-        f"features: fastText training failed {_ATTEMPTS} times ({error}); lower features.fasttext.lr (now {params.lr})"
-    )
+def _train_in_child(corpus: str, options: dict, out: str, conn: Connection) -> None:
+    """Runs in a spawned process: train, check the weights, save; send None, or the reason it failed."""
+    try:
+        model = fasttext.train_unsupervised(corpus, **options)
+    except RuntimeError as exc:
+        conn.send(str(exc))
+        return
+    largest = float(np.abs(model.get_input_matrix()).max())
+    if not (np.isfinite(largest) and largest < _MAX_WEIGHT):
+        conn.send(f"diverged: largest weight {largest:.3g}")
+        return
+    model.save_model(out)
+    conn.send(None)
+
+
+def _train_model(corpus: Path, params: FastTextParams, out: Path) -> None:
+    options = {
+        "model": "skipgram",
+        "dim": params.dim,
+        "epoch": params.epoch,
+        "lr": params.lr,
+        "ws": params.ws,
+        "minCount": params.min_count,
+        "minn": params.minn,
+        "maxn": params.maxn,
+        "bucket": params.bucket,
+        # fastText's Hogwild updates are reproducible only on one thread; the Python binding fixes the seed (0)
+        # and does not expose it
+        "thread": 1,
+        "verbose": 0,
+    }
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_train_in_child, args=(str(corpus), options, str(out), sender))
+    child.start()
+    sender.close()
+    try:
+        error = receiver.recv()
+    except EOFError:
+        error = "the training process died"
+    child.join()
+    if error is not None or child.exitcode != 0:
+        reason = error or f"exit code {child.exitcode}"
+        raise StacmrError(
+            f"features: fastText training failed ({reason}); lower features.fasttext.lr (now {params.lr})"
+        )
 
 
 def normalise_token(token: str) -> str:
@@ -102,9 +120,9 @@ class OcrEmbedder:
                         f.write(" ".join(tokens) + "\n")
             if corpus.stat().st_size == 0:
                 raise StacmrError("features: no training text to train a fastText model on")
-            model = _train_with_retries(corpus, params)
-        with atomic_path(out_path) as tmp_model:
-            model.save_model(str(tmp_model))
+            with atomic_path(out_path) as tmp_model:
+                _train_model(corpus, params, tmp_model)
+                model = fasttext.load_model(str(tmp_model))
         return cls(model, Path(out_path))
 
     def embed(self, tokens: Sequence[str], slots: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
