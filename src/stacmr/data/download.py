@@ -70,7 +70,9 @@ def _transfer(url: str, part: Path, timeout_s: float, progress: bool) -> None:
             return
         if exc.code >= 500 or exc.code in (408, 429):
             raise _Retryable(f"HTTP {exc.code} {exc.reason}") from None
-        raise StacmrError(f"{url}: HTTP {exc.code} {exc.reason} (not retried: the server says the file is not there)")
+        raise StacmrError(
+            f"{url}: HTTP {exc.code} {exc.reason} (not retried: the server says the file is not there)"
+        ) from None
     except (urllib.error.URLError, OSError, HTTPException) as exc:
         raise _Retryable(f"connection failed: {getattr(exc, 'reason', exc)}") from None
     with response:
