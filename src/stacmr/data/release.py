@@ -5,8 +5,10 @@ Per source directory and split:
   {split}_caps.txt  UTF-8, `captions_per_image` lines per image: image i ↔ lines C·i .. C·i+C-1
   {split}_ids.txt   N lines, one image id each
 and one `annotations.json` per source (see `annotations.py`) with the OCR token strings. The real release also has
-`{split}_ocr_feats.npy` (precomputed fastText vectors); we embed OCR strings ourselves in `features`, and the reader
-for released vectors comes with the real-data path (issue #6).
+  {split}_ocr_feats.npy  float32 (N, T, 300) fastText vectors of each image's OCR tokens, slot t = token t
+which, when present, `features` uses instead of embedding OCR strings itself. The release ships no mask and no
+count: an all-zero token row is padding (an image without scene text is all zeros), as the release code treats it.
+The synthetic world writes no such file (it ships OCR strings, embedded by `features`).
 
 Captions are read as text, not bytes: reading them in binary mode cost VSRN's Python 3 ports 5-35 R@1 points
 (VSRN issues #15, #23, #27). Region arrays are memory-mapped, never loaded whole.
@@ -42,7 +44,8 @@ class ReleaseSplit:
     captions: list[str]  # N × C captions, image-major
     ids: list[str]  # N image ids
     captions_per_image: int
-    files: dict[str, Path]  # where each part was read from
+    files: dict[str, Path]  # where each part was read from (`ocr` only when the split has released OCR vectors)
+    ocr_feats: np.ndarray | None = None  # (N, T, E) float32, memory-mapped; None: embed OCR strings instead
 
     def image_captions(self, i: int) -> list[str]:
         c = self.captions_per_image
@@ -88,6 +91,42 @@ def write_split(
         write_text(files["ids"], "".join(f"{i}\n" for i in writer.ids))
 
 
+def ocr_feats_file(directory: str | os.PathLike, split: str) -> Path:
+    """Where a split's released OCR vectors are (the file is optional)."""
+    return Path(directory) / f"{split}_ocr_feats.npy"
+
+
+def _open_array(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise StacmrError(f"{path}: release file is missing") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise StacmrError(f"{path}: not a readable .npy array (truncated or corrupt?): {exc}") from None
+
+
+def read_ocr_feats(path: str | os.PathLike, n_images: int) -> np.ndarray:
+    """Memory-map released OCR vectors (N, T, E), checking rank, dtype and that N matches the split's images."""
+    path = Path(path)
+    feats = _open_array(path)
+    if feats.ndim != 3:
+        raise StacmrError(f"{path}: expected OCR vectors of shape (N, T, E), got shape {feats.shape}")
+    if feats.dtype not in (np.float32, np.float16, np.float64):
+        raise StacmrError(f"{path}: expected float OCR vectors, got dtype {feats.dtype}")
+    if feats.shape[0] != n_images:
+        raise StacmrError(f"{path}: {feats.shape[0]} rows of OCR vectors for {n_images} images of the split")
+    return feats
+
+
+def ocr_slots(block: np.ndarray, slots: int) -> tuple[np.ndarray, np.ndarray]:
+    """Released OCR vectors (B, T, E) → the first `slots` token slots (B, slots, E) float32 and their mask
+    (B, slots) bool; all-zero rows are padding (mask False), missing slots are padded with zeros."""
+    out = np.zeros((block.shape[0], slots, block.shape[2]), dtype=np.float32)
+    kept = min(slots, block.shape[1])
+    out[:, :kept] = block[:, :kept]
+    return out, np.any(out != 0, axis=2)
+
+
 def _read_lines(path: Path) -> list[str]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -101,12 +140,7 @@ def _read_lines(path: Path) -> list[str]:
 def read_split(directory: str | os.PathLike, split: str, captions_per_image: int) -> ReleaseSplit:
     """Open one release split, validating shapes and line counts; fails naming the file and the problem."""
     files = split_files(directory, split)
-    try:
-        ims = np.load(files["ims"], mmap_mode="r", allow_pickle=False)
-    except FileNotFoundError:
-        raise StacmrError(f"{files['ims']}: release file is missing") from None
-    except (ValueError, OSError, EOFError) as exc:
-        raise StacmrError(f"{files['ims']}: not a readable .npy array (truncated or corrupt?): {exc}") from None
+    ims = _open_array(files["ims"])
     if ims.ndim != 3:
         raise StacmrError(f"{files['ims']}: expected region features of shape (N, R, D), got shape {ims.shape}")
     if ims.dtype not in (np.float32, np.float16):
@@ -123,4 +157,10 @@ def read_split(directory: str | os.PathLike, split: str, captions_per_image: int
             f"{files['caps']}: {len(captions)} lines, expected {captions_per_image} per image × {n} images"
             f" = {captions_per_image * n} (data.captions_per_image)"
         )
-    return ReleaseSplit(ims=ims, captions=captions, ids=ids, captions_per_image=captions_per_image, files=files)
+    ocr_path = ocr_feats_file(directory, split)
+    ocr_feats = read_ocr_feats(ocr_path, n) if ocr_path.exists() else None
+    if ocr_feats is not None:
+        files = {**files, "ocr": ocr_path}
+    return ReleaseSplit(
+        ims=ims, captions=captions, ids=ids, captions_per_image=captions_per_image, files=files, ocr_feats=ocr_feats
+    )

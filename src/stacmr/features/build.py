@@ -1,8 +1,10 @@
 """Release format → feature store: one split at a time, streamed in blocks of images.
 
 Reads `{split}_ims.npy` (memory-mapped), `{split}_caps.txt`, `{split}_ids.txt` and the source's annotation JSON;
-embeds each image's OCR tokens with the `OcrEmbedder`; checks every block for NaN/inf and float16 overflow before
-it is written; records the inputs' sha256 in the store. Memory is bounded by the block size, not the split size.
+embeds each image's OCR tokens with the `OcrEmbedder`, or, when the split has released OCR vectors
+(`{split}_ocr_feats.npy`, the real release), copies those block by block (all-zero slots are padding); checks
+every block for NaN/inf and float16 overflow before it is written; records the inputs' sha256 in the store.
+Memory is bounded by the block size, not the split size.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from tqdm import tqdm
 from stacmr.checksum import sha256_file
 from stacmr.data.annotations import ImageAnnotation
 from stacmr.data.explicit import is_explicit
-from stacmr.data.release import ReleaseSplit
+from stacmr.data.release import ReleaseSplit, ocr_slots
 from stacmr.errors import StacmrError
 from stacmr.features.ocr_embedding import OcrEmbedder
 from stacmr.features.store import create_store
@@ -56,14 +58,19 @@ def build_store(
     release: ReleaseSplit,
     annotations: dict[tuple[str, str], ImageAnnotation],
     annotations_path: Path,
-    embedder: OcrEmbedder,
+    embedder: OcrEmbedder | None,
     max_ocr_tokens: int,
     out_path: str | os.PathLike,
     producer: dict,
     block: int = 256,
 ) -> None:
-    """Write the store of split `name` ("source/split") to `out_path`."""
+    """Write the store of split `name` ("source/split") to `out_path`. With released OCR vectors `embedder` is not
+    used (it may be None), and the store's OCR strings stay empty: the release does not say which vector is which
+    token."""
     split = name.split("/")[1]
+    released = release.ocr_feats
+    if released is None and embedder is None:
+        raise StacmrError(f"{release.files['ims'].parent}: split {split!r} has no {split}_ocr_feats.npy to use")
     n, regions, dim = release.ims.shape
     anns = []
     for image_id in release.ids:
@@ -71,21 +78,29 @@ def build_store(
         if ann is None:
             raise StacmrError(f"{annotations_path}: no entry for image {image_id!r} of split {split!r}")
         anns.append(ann)
-    inputs = {str(p): sha256_file(p) for p in (*release.files.values(), annotations_path, embedder.source)}
-    sizes = {"N": n, "R": regions, "D": dim, "T": max_ocr_tokens, "E": embedder.dim, "C": release.captions_per_image}
+    sources = (*release.files.values(), annotations_path, *([embedder.source] if released is None else []))
+    inputs = {str(p): sha256_file(p) for p in sources}
+    emb_dim = embedder.dim if released is None else released.shape[2]
+    sizes = {"N": n, "R": regions, "D": dim, "T": max_ocr_tokens, "E": emb_dim, "C": release.captions_per_image}
+    ocr_source = embedder.source if released is None else release.files["ocr"]
     with create_store(out_path, name, sizes, producer, inputs) as store:
         for start in tqdm(range(0, n, block), desc=f"features {name}", unit="block"):
             stop = min(start + block, n)
             count = stop - start
-            ocr_emb = np.zeros((count, max_ocr_tokens, embedder.dim), dtype=np.float32)
-            ocr_mask = np.zeros((count, max_ocr_tokens), dtype=bool)
+            if released is None:
+                ocr_emb = np.zeros((count, max_ocr_tokens, emb_dim), dtype=np.float32)
+                ocr_mask = np.zeros((count, max_ocr_tokens), dtype=bool)
+            else:
+                ocr_emb, ocr_mask = ocr_slots(np.asarray(released[start:stop], np.float32), max_ocr_tokens)
             ocr_tokens = np.full((count, max_ocr_tokens), "", dtype=object)
             ocr_boxes = np.full((count, max_ocr_tokens, 4), np.nan, dtype=np.float32)
             captions = []
             explicit = np.zeros(count, dtype=bool)
             for k, ann in enumerate(anns[start:stop]):
                 tokens = [t.text for t in ann.ocr_tokens]
-                ocr_emb[k], ocr_mask[k], kept = embedder.embed(tokens, max_ocr_tokens)
+                kept = []
+                if released is None:
+                    ocr_emb[k], ocr_mask[k], kept = embedder.embed(tokens, max_ocr_tokens)
                 for slot, i in enumerate(kept):
                     ocr_tokens[k, slot] = tokens[i]
                     if ann.ocr_tokens[i].bbox is not None:
@@ -97,7 +112,7 @@ def build_store(
                 start,
                 regions=_float16(np.asarray(release.ims[start:stop], np.float32), f"{release.files['ims']}", start),
                 region_count=np.full(count, regions, dtype=np.int32),
-                ocr_emb=_float16(ocr_emb, f"{name}: OCR vectors from {embedder.source}", start),
+                ocr_emb=_float16(ocr_emb, f"{name}: OCR vectors from {ocr_source}", start),
                 ocr_mask=ocr_mask,
                 ocr_tokens=ocr_tokens,
                 ocr_boxes=ocr_boxes,

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from stacmr.atomic import atomic_dir
 from stacmr.data.annotations import ANNOTATIONS_FILE, read_annotations
-from stacmr.data.release import read_split
+from stacmr.data.release import ocr_feats_file, read_split
+from stacmr.errors import StacmrError
 from stacmr.features.build import build_store, training_text
 from stacmr.features.ocr_embedding import OcrEmbedder
 from stacmr.features.store import store_file
@@ -30,8 +31,18 @@ def main(argv: list[str] | None = None) -> None:
         for split in splits
     }
     producer = {"data": params_dict(params.data), "features": params_dict(params.features)}
+    released = [name for name, release in releases.items() if release.ocr_feats is not None]
+    if released and len(released) != len(releases):
+        source, split = next(name for name, r in releases.items() if r.ocr_feats is None).split("/")
+        raise StacmrError(
+            f"{ocr_feats_file(args.raw / source, split)}: missing, while {', '.join(released)} have released OCR"
+            " vectors; one source of OCR vectors must serve every split"
+        )
     with atomic_dir(args.out) as out:
-        if params.features.fasttext.model is None:
+        if released:
+            log.info("using the released OCR vectors ({split}_ocr_feats.npy); no fastText model is needed")
+            embedder = None
+        elif params.features.fasttext.model is None:
             log.info("training a fastText model on the training text of %s", ", ".join(params.trainset.sources))
             lines = training_text({name: releases[name] for name in params.trainset.sources}, annotations)
             embedder = OcrEmbedder.train(lines, params.features.fasttext, out / FASTTEXT_FILE)
