@@ -1,0 +1,77 @@
+"""COCO caption annotations (`captions_train2014.json` style) and COCO image ids, as the CTC sources use them.
+
+Reads a COCO captions JSON: `annotations` [{image_id*, caption*}] and, optionally, `images` [{id*, file_name,
+coco_url, width, height}] (fields marked * are the ones needed). Captions whose image has no `images` entry are
+kept (the metadata is then unknown): sampled files list the two independently. Image ids are compared as the
+decimal COCO id, whether a file writes 57870, "57870" or "COCO_train2014_000000057870.jpg".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stacmr.errors import StacmrError
+
+_TRAILING_NUMBER = re.compile(r"(\d+)(?:\.\w+)?$")
+
+
+def coco_image_id(raw: Any) -> str | None:
+    """The decimal COCO id in `raw` (an int, a numeric string, or a COCO file name or URL); None if there is none."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int):
+        return str(raw)
+    match = _TRAILING_NUMBER.search(str(raw).strip())
+    return str(int(match.group(1))) if match else None
+
+
+@dataclass
+class CocoImage:
+    id: str
+    file_name: str = ""
+    coco_url: str | None = None
+    width: int | None = None
+    height: int | None = None
+    captions: list[str] = field(default_factory=list)  # in annotation order
+
+
+def read_coco_captions(path: str | os.PathLike) -> dict[str, CocoImage]:
+    """{COCO id: image with its captions}, for every image that has at least one caption in the file."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StacmrError(f"{path}: COCO captions file is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StacmrError(f"{path}: not valid JSON ({exc})") from None
+    annotations = doc.get("annotations") if isinstance(doc, dict) else None
+    if not isinstance(annotations, list):
+        raise StacmrError(f"{path}: field 'annotations': expected the list of COCO captions")
+    meta = {}
+    for i, raw in enumerate(doc.get("images") or []):
+        image_id = coco_image_id(raw.get("id")) if isinstance(raw, dict) else None
+        if image_id is None:
+            raise StacmrError(f"{path}: images[{i}]: field 'id' is missing or not a COCO id")
+        meta[image_id] = raw
+    images: dict[str, CocoImage] = {}
+    for i, raw in enumerate(annotations):
+        image_id = coco_image_id(raw.get("image_id")) if isinstance(raw, dict) else None
+        caption = raw.get("caption") if isinstance(raw, dict) else None
+        if image_id is None or not isinstance(caption, str):
+            raise StacmrError(f"{path}: annotations[{i}]: needs 'image_id' (a COCO id) and 'caption' (a string)")
+        if image_id not in images:
+            m = meta.get(image_id, {})
+            images[image_id] = CocoImage(
+                id=image_id,
+                file_name=m.get("file_name") or "",
+                coco_url=m.get("coco_url"),
+                width=m.get("width"),
+                height=m.get("height"),
+            )
+        images[image_id].captions.append(" ".join(caption.split()))
+    return images
