@@ -83,12 +83,12 @@ def test_explicit_images_on_real_scene_text(tmp_path, scene_text):
         "dev": {"images": 1, "rebuilt": 1, "explicit": 1},
         "test": {"images": 3, "rebuilt": 2, "explicit": 1},
     }
-    anns = split_annotations(images, release)
-    assert [(a.split, a.id, a.scene_text) for a in anns] == [
-        ("dev", "151", ("STOP",)),
-        ("test", "COCO_train2014_000000009945.jpg", scene_text["9945"]),
-        ("test", "151", ("STOP",)),
-        ("test", "424242", ()),
+    anns = split_annotations(release, scene_text, read_coco_captions(tmp_path / "captions.json"))
+    assert [(a.split, a.id, a.scene_text, a.coco_url) for a in anns] == [
+        ("dev", "151", ("STOP",), "http://x/151.jpg"),
+        ("test", "COCO_train2014_000000009945.jpg", scene_text["9945"], None),
+        ("test", "151", ("STOP",), "http://x/151.jpg"),
+        ("test", "424242", (), None),
     ]
 
 

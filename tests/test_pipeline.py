@@ -157,11 +157,20 @@ def test_params_typo_stops_before_any_output(tiny_raw, write_params, tmp_path, c
     assert not (tmp_path / "raw").exists()
 
 
-def test_release_source_is_refused_clearly(tiny_raw, write_params, tmp_path, capsys):
+def test_release_source_without_its_files_says_what_to_place(tiny_raw, write_params, tmp_path, capsys):
     tiny_raw["data"]["source"] = "release"
-    assert run("fetch", "--params", write_params(tiny_raw), "--out", tmp_path / "raw") == 2
-    _one_error_line(capsys, "data.source 'release'", "issue #6")
+    for spec in tiny_raw["release"].values():
+        if isinstance(spec, dict) and "url" in spec:
+            spec["url"] = None  # offline: nothing to download
+    (tmp_path / "data").mkdir()
+    flags = ("--data", tmp_path / "data", "--downloads", tmp_path / "downloads", "--out", tmp_path / "raw")
+    assert run("fetch", "--params", write_params(tiny_raw), *flags) == 2
+    message = _one_error_line(capsys, "cannot be downloaded automatically; put ctc_features.zip", "dvc add")
+    assert "train_features.zip" in message and "cocotext.v2.zip" in message
+    assert "CTC_anns.json" not in message  # optional: rebuilt from COCO + COCO-Text when absent
     assert not (tmp_path / "raw").exists()
+    assert run("fetch", "--params", write_params(tiny_raw), "--out", tmp_path / "raw") == 2
+    _one_error_line(capsys, "data.source release", "needs --data and --downloads")
 
 
 def test_unknown_stage_and_help(capsys):

@@ -76,6 +76,53 @@ class SyntheticParams:
 
 
 @dataclass(frozen=True)
+class ReleaseFile:
+    file: str  # its name: under data/ when the user places it, under the downloads folder when `fetch` gets it
+    url: str | None  # where `fetch` downloads it from; null: no direct link (e.g. behind a confirmation page)
+    sha256: str | None  # expected digest; null: none published (`fetch` records the digest it finds instead)
+    origin: str  # where a user gets it by hand (shown when the file is missing)
+
+    def __post_init__(self) -> None:
+        if self.sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
+            raise ParamsError(f"release: sha256 of {self.file!r} must be 64 lower-case hex digits, got {self.sha256!r}")
+
+
+# The parts of a release archive each source split is read from: "<file key>:<path prefix inside the archive>"
+_RELEASE_ARCHIVES = ("ctc_features", "train_features")
+
+
+@dataclass(frozen=True)
+class ReleaseParams:
+    ctc_features: ReleaseFile  # archive: the CTC splits in the release format, with OCR vectors (required)
+    train_features: ReleaseFile  # archive: Flickr30K and TextCaps training features (required)
+    cocotext: ReleaseFile  # COCO-Text v2 annotations: the scene text of the explicit criterion (required)
+    ctc_annotations: ReleaseFile  # CTC_anns.json: image metadata (coco_url); optional, rebuilt when absent
+    coco_captions: ReleaseFile  # COCO 2014 caption annotations: rebuild and cross-check CTC (optional)
+    layout: dict[str, str]  # `source/split` → "<archive key>:<prefix>": files <prefix>_ims.npy, ... in the archive
+    download_images: bool  # also fetch the CTC images by their coco_url (not needed by the pipeline)
+    timeout_s: float = _range(1.0, 3600.0)  # socket timeout of one HTTP request
+    retries: int = _range(0, 20)  # further attempts after a connection error or a 5xx answer
+    backoff_s: float = _range(0.0, 600.0)  # wait before retry k: backoff_s · 2^k
+    workers: int = _range(1, 64)  # parallel image downloads
+    max_unpacked_bytes: int = _range(1)  # refuse an archive that unpacks to more (zip bombs)
+
+    def __post_init__(self) -> None:
+        known = [f"{s}/{split}" for s, splits in SOURCE_SPLITS.items() for split in splits]
+        for name in known:
+            if name not in self.layout:
+                raise ParamsError(f'release.layout: no entry for {name!r} ("<archive key>:<prefix>")')
+        for name, where in self.layout.items():
+            if name not in known:
+                raise ParamsError(f"release.layout.{name}: unknown source split{_suggest(name, known)}")
+            archive, _, prefix = where.partition(":")
+            if archive not in _RELEASE_ARCHIVES or not prefix:
+                raise ParamsError(
+                    f'release.layout.{name}: expected "<archive>:<prefix>" with <archive> one of'
+                    f" {list(_RELEASE_ARCHIVES)}, got {where!r}"
+                )
+
+
+@dataclass(frozen=True)
 class FastTextParams:
     model: str | None  # path to a fastText .bin (e.g. cc.en.300.bin); null: train one on the training text
     dim: int = _range(2, 1024)  # vector size of a trained model (the release's OCR vectors: 300)
@@ -151,6 +198,7 @@ class EvaluateParams:
 class Params:
     data: DataParams
     synthetic: SyntheticParams
+    release: ReleaseParams
     features: FeaturesParams
     trainset: TrainsetParams
     train: TrainParams

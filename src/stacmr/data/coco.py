@@ -1,4 +1,5 @@
-"""COCO caption annotations (`captions_train2014.json` style) and COCO image ids, as the CTC sources use them.
+"""COCO caption annotations (`captions_train2014.json` style), CTC_anns.json's image list, and COCO image ids, as
+the CTC sources use them.
 
 Reads a COCO captions JSON: `annotations` [{image_id*, caption*}] and, optionally, `images` [{id*, file_name,
 coco_url, width, height}] (fields marked * are the ones needed). Captions whose image has no `images` entry are
@@ -74,4 +75,37 @@ def read_coco_captions(path: str | os.PathLike) -> dict[str, CocoImage]:
                 height=m.get("height"),
             )
         images[image_id].captions.append(" ".join(caption.split()))
+    return images
+
+
+def read_ctc_images(path: str | os.PathLike) -> dict[str, CocoImage]:
+    """The images of CTC_anns.json: {COCO id: metadata}. Its full schema was not seen (paper README), so only what is
+    needed is read: a top-level `images` list whose entries carry an id (`id`, `image_id` or `cocoid`, else one
+    parsed from `file_name` or `coco_url`) and, optionally, `file_name`, `coco_url`, `width`, `height`; other fields
+    are ignored."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StacmrError(f"{path}: CTC annotation file is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StacmrError(f"{path}: not valid JSON ({exc})") from None
+    entries = doc.get("images") if isinstance(doc, dict) else None
+    if not isinstance(entries, list):
+        raise StacmrError(f"{path}: field 'images': expected the list of CTC images")
+    images = {}
+    for i, raw in enumerate(entries):
+        if not isinstance(raw, dict):
+            raise StacmrError(f"{path}: images[{i}]: expected an object")
+        candidates = [raw.get(k) for k in ("id", "image_id", "cocoid", "file_name", "coco_url")]
+        image_id = next((coco_image_id(c) for c in candidates if c is not None and coco_image_id(c)), None)
+        if image_id is None:
+            raise StacmrError(f"{path}: images[{i}]: no image id (id, image_id, cocoid, file_name or coco_url)")
+        images[image_id] = CocoImage(
+            id=image_id,
+            file_name=raw.get("file_name") or "",
+            coco_url=(raw.get("coco_url") or "").strip() or None,
+            width=raw.get("width"),
+            height=raw.get("height"),
+        )
     return images

@@ -5,7 +5,7 @@ transcriptions; an image is explicit when a caption shares a word with its scene
 `build_ctc` lists those images; `cross_check` compares the list with a release's `{split}_ids.txt`, so that a user
 without CTC_anns.json can rebuild the image list and see how far it agrees with the released splits (which images
 were drawn into which split is only in the release). `split_annotations` turns the list into the annotation entries
-`features` reads, one per released (split, image id).
+`features` reads, one per released (split, image id), from COCO-Text and the image metadata.
 """
 
 from __future__ import annotations
@@ -65,27 +65,26 @@ def cross_check(images: list[CtcImage], release_ids: dict[str, list[str]]) -> di
     return report
 
 
-def split_annotations(images: list[CtcImage], release_ids: dict[str, list[str]]) -> list[ImageAnnotation]:
-    """One annotation per released (split, id), in release order, ids kept as the release writes them; an image
-    missing from the rebuilt list gets an entry without scene text (it then counts as not explicit)."""
-    by_id = {image.id: image for image in images}
+def split_annotations(
+    release_ids: dict[str, list[str]], scene_text: dict[str, tuple[str, ...]], images: dict[str, CocoImage]
+) -> list[ImageAnnotation]:
+    """One annotation per released (split, id), in release order, the id kept as the release writes it: scene text
+    from COCO-Text, metadata (file name, coco_url, size) from `images` where known. An image without COCO-Text
+    words gets none (it then counts as not explicit)."""
     out = []
     for split, ids in release_ids.items():
         for raw in ids:
-            image = by_id.get(coco_image_id(raw))
-            if image is None:
-                out.append(ImageAnnotation(id=raw, split=split))
-                continue
+            image_id = coco_image_id(raw)
+            meta = images.get(image_id) if image_id is not None else None
             out.append(
                 ImageAnnotation(
                     id=raw,
                     split=split,
-                    file_name=image.file_name,
-                    coco_url=image.coco_url,
-                    width=image.width,
-                    height=image.height,
-                    scene_text=image.scene_text,
-                    captions=image.captions,
+                    file_name=meta.file_name if meta else "",
+                    coco_url=meta.coco_url if meta else None,
+                    width=meta.width if meta else None,
+                    height=meta.height if meta else None,
+                    scene_text=scene_text.get(image_id, ()),
                 )
             )
     return out

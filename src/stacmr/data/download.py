@@ -114,7 +114,7 @@ def download(
     if target.exists():
         digest = sha256_file(target)
         if sha256 is None or digest == sha256:
-            return _record(url, target, digest, sha256 is not None)
+            return fetch_record(url, target, digest, sha256 is not None)
         target.unlink()  # a stale file from another release: fetch it again
     part = _part_path(target)
     for attempt in range(policy.retries + 1):
@@ -133,10 +133,11 @@ def download(
         part.unlink()
         raise StacmrError(f"{url}: sha256 mismatch (expected {sha256}, got {digest}); the download was deleted")
     os.replace(part, target)
-    return _record(url, target, digest, sha256 is not None)
+    return fetch_record(url, target, digest, sha256 is not None)
 
 
-def _record(url: str, target: Path, digest: str, verified: bool) -> FetchRecord:
+def fetch_record(url: str, target: Path, digest: str, verified: bool) -> FetchRecord:
+    """The manifest entry of a file at `target` whose sha256 is `digest` (fetched now, or found in place)."""
     return FetchRecord(
         url=url,
         file=target.name,

@@ -1,0 +1,161 @@
+"""`fetch` with data.source release, end to end on tiny fixture archives: placed files and a download from a loopback
+server (127.0.0.1) → the release format → `features` (released OCR vectors) → `trainset` (the combined set)."""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import http.server
+import io
+import json
+import tarfile
+import threading
+import zipfile
+
+import numpy as np
+import pytest
+
+from stacmr.cli import main
+from stacmr.features.store import FeatureStore, store_file
+
+SIZES = {"ctc/train": 4, "ctc/val": 2, "ctc/dev": 2, "ctc/test": 3, "f30k/train": 3, "textcaps/train": 2}
+R, D, T, E = 36, 16, 5, 300
+# COCO ids of the CTC images; 101 reads "STOP" and its captions say "stop": explicit
+CTC_IDS = {"train": [101, 102, 103, 104], "val": [105, 106], "dev": [101, 107], "test": [101, 107, 108]}
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def _split(prefix: str, ids: list, rng) -> dict[str, bytes]:
+    n = len(ids)
+    ocr = np.zeros((n, T, E), np.float32)
+    ocr[0, :2] = rng.standard_normal((2, E))
+    caps = "".join(
+        f"a red stop sign number {k} near image {i}\n" if i == 101 else f"a plate of food {k}\n"
+        for i in ids
+        for k in range(5)
+    )
+    return {
+        f"{prefix}_ims.npy": _npy(rng.standard_normal((n, R, D)).astype(np.float32)),
+        f"{prefix}_caps.txt": caps.encode(),
+        f"{prefix}_ids.txt": "".join(f"{i}\n" for i in ids).encode(),
+        f"{prefix}_ocr_feats.npy": _npy(ocr),
+    }
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        self.server.requests.append(self.path)
+
+
+@pytest.fixture
+def release_world(tmp_path, tiny_raw, write_params):
+    rng = np.random.default_rng(0)
+    data, served = tmp_path / "data", tmp_path / "served"
+    data.mkdir()
+    served.mkdir()
+    with tarfile.open(data / "ctc_features.tar.gz", "w:gz") as tar:
+        for split, ids in CTC_IDS.items():
+            for name, payload in _split(f"CTC/{split}", ids, rng).items():
+                info = tarfile.TarInfo(name)
+                info.size = len(payload)
+                tar.addfile(info, io.BytesIO(payload))
+    with zipfile.ZipFile(data / "train_features.zip", "w") as zf:
+        for source in ("f30k", "textcaps"):
+            ids = [f"{source}{i}" for i in range(SIZES[f"{source}/train"])]
+            for name, payload in _split(f"{source}/train", ids, rng).items():
+                zf.writestr(name, payload)
+    lines = [
+        {"image_id": 101, "annotations": [{"text": "STOP", "legibility": 0, "language": 0}]},
+        {"image_id": 107, "annotations": [{"text": "EXIT", "legibility": 1, "language": 0}]},
+    ]
+    body = gzip.compress("".join(json.dumps(line) + "\n" for line in lines).encode())
+    (served / "cocotext.jsonl.gz").write_bytes(body)
+    captions = {
+        "images": [{"id": 101, "coco_url": "http://images.example/101.jpg", "file_name": "101.jpg"}],
+        "annotations": [{"image_id": 101, "caption": f"a stop sign {k}"} for k in range(5)],
+    }
+    (data / "captions_train2014.json").write_text(json.dumps(captions))
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(served)))
+    httpd.requests = []
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    release = tiny_raw["release"]
+    tiny_raw["data"]["source"] = "release"
+    release["ctc_features"]["file"] = "ctc_features.tar.gz"
+    release["ctc_annotations"]["url"] = None
+    release["cocotext"].update(
+        file="cocotext.jsonl.gz",
+        url=f"http://127.0.0.1:{httpd.server_address[1]}/cocotext.jsonl.gz",
+        sha256=hashlib.sha256(body).hexdigest(),
+    )
+    release["coco_captions"].update(file="captions_train2014.json", url=None)
+    yield tmp_path, write_params(tiny_raw), httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _fetch(root, params):
+    flags = ["--data", str(root / "data"), "--downloads", str(root / "downloads"), "--out", str(root / "raw")]
+    return main(["fetch", "--params", str(params), *flags])
+
+
+def test_release_fetch_features_and_trainset(release_world):
+    root, params, httpd = release_world
+    assert _fetch(root, params) == 0
+    raw = root / "raw"
+    assert (root / "downloads" / "cocotext.jsonl.gz").exists() and httpd.requests == ["/cocotext.jsonl.gz"]
+    assert (raw / "ctc" / "test_ocr_feats.npy").stat().st_ino == next(
+        (root / "downloads" / "extracted" / "ctc_features").rglob("test_ocr_feats.npy")
+    ).stat().st_ino
+    manifest = json.loads((raw / "manifest.json").read_text())
+    assert manifest["cocotext.jsonl.gz"]["verified"] is True
+    assert manifest["ctc_features.tar.gz"]["url"] == "placed by the user"
+    check = json.loads((raw / "ctc" / "rebuild_check.json").read_text())
+    assert check["rebuilt_images"] == 1 and check["splits"]["dev"] == {"images": 2, "rebuilt": 1, "explicit": 1}
+    anns = json.loads((raw / "ctc" / "annotations.json").read_text())["images"]
+    by_key = {(a["split"], a["id"]): a for a in anns}
+    assert by_key[("dev", "101")]["scene_text"] == ["STOP"] and by_key[("dev", "107")]["scene_text"] == []
+    assert by_key[("test", "101")]["coco_url"] == "http://images.example/101.jpg"
+
+    features = ["features", "--params", str(params), "--raw", str(raw), "--out", str(root / "features")]
+    assert main(features) == 0
+    assert not (root / "features" / "ocr_fasttext.bin").exists()  # released vectors: no fastText model
+    with FeatureStore(store_file(root / "features", "ctc/dev")) as dev:
+        assert dev["explicit"][:].tolist() == [True, False]
+        assert dev["ocr_mask"][:].sum(axis=1).tolist() == [2, 0]
+        assert dev.sizes["E"] == E and dev.sizes["R"] == R
+    trainset = ["trainset", "--params", str(params), "--features", str(root / "features")]
+    assert main([*trainset, "--out", str(root / "trainset.h5"), "--vocab", str(root / "vocab.json")]) == 0
+    with FeatureStore(root / "trainset.h5") as train:
+        assert len(train) == SIZES["f30k/train"] + SIZES["textcaps/train"] + SIZES["ctc/train"]
+        assert list(train["image_ids"][:3].astype(str)) == ["f30k0", "f30k1", "f30k2"]
+
+    # a rerun neither downloads nor unpacks again, and gives the same release format
+    before = (root / "downloads" / "extracted" / "ctc_features").stat().st_mtime_ns
+    assert _fetch(root, params) == 0
+    assert httpd.requests == ["/cocotext.jsonl.gz"]
+    assert (root / "downloads" / "extracted" / "ctc_features").stat().st_mtime_ns == before
+
+
+def test_layout_that_does_not_match_lists_what_the_archive_holds(release_world, capsys, tiny_raw, write_params):
+    root, _, _ = release_world
+    raw = json.loads(json.dumps(tiny_raw))
+    raw["release"]["layout"]["ctc/val"] = "ctc_features:full_val"
+    assert _fetch(root, write_params(raw, "other.yaml")) == 2
+    err = capsys.readouterr().err
+    assert "no file(s) matching full_val_ims.npy for release.layout.ctc/val" in err
+    assert "CTC/dev_ims.npy" in err and not (root / "raw").exists()
+
+
+def test_placed_file_with_a_wrong_hash_is_refused(release_world, capsys, tiny_raw, write_params):
+    root, _, _ = release_world
+    raw = json.loads(json.dumps(tiny_raw))
+    raw["release"]["train_features"]["sha256"] = "0" * 64
+    assert _fetch(root, write_params(raw, "other.yaml")) == 2
+    assert "train_features.zip: sha256 " in capsys.readouterr().err and not (root / "raw").exists()
