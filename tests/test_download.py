@@ -124,6 +124,16 @@ def test_500_is_retried_a_bounded_number_of_times(server, tmp_path):
     assert not (tmp_path / "f.bin").exists()
 
 
+def test_complete_part_is_not_fetched_again_and_an_oversized_one_is_replaced(server, tmp_path):
+    httpd, base = server
+    (tmp_path / "f.bin.part").write_bytes(BODY)  # killed after the last byte, before the rename
+    download(f"{base}/ok", tmp_path / "f.bin", SHA, POLICY, progress=False)
+    assert (tmp_path / "f.bin").read_bytes() == BODY and httpd.requests == [("/ok", f"bytes={len(BODY)}-")]
+    (tmp_path / "g.bin.part").write_bytes(BODY + b"junk")  # the remote file shrank: the part cannot be resumed
+    download(f"{base}/ok", tmp_path / "g.bin", None, POLICY, progress=False)
+    assert (tmp_path / "g.bin").read_bytes() == BODY and httpd.requests[-1] == ("/ok", None)
+
+
 def test_unreachable_server_is_a_clear_error(tmp_path):
     with pytest.raises(StacmrError, match=r"download failed after 3 attempts: connection failed"):
         download("http://127.0.0.1:9/none", tmp_path / "f.bin", None, POLICY, progress=False)

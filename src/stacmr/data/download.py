@@ -66,8 +66,11 @@ def _transfer(url: str, part: Path, timeout_s: float, progress: bool) -> None:
         response = urllib.request.urlopen(request, timeout=timeout_s)
     except urllib.error.HTTPError as exc:
         if exc.code == 416 and offset:
-            # the range starts at or past the end: the part holds the whole file (or junk, which the hash catches)
-            return
+            # the range starts at or past the end: complete when the part has exactly the resource's size
+            if exc.headers.get("Content-Range", "") == f"bytes */{offset}":
+                return
+            part.unlink()
+            raise _Retryable("the partial download does not fit the file on the server; starting over") from None
         if exc.code >= 500 or exc.code in (408, 429):
             raise _Retryable(f"HTTP {exc.code} {exc.reason}") from None
         raise StacmrError(
@@ -77,6 +80,9 @@ def _transfer(url: str, part: Path, timeout_s: float, progress: bool) -> None:
         raise _Retryable(f"connection failed: {getattr(exc, 'reason', exc)}") from None
     with response:
         if offset and response.status == 206:
+            if not response.headers.get("Content-Range", "").startswith(f"bytes {offset}-"):
+                part.unlink()
+                raise _Retryable("the server answered another range than asked; starting over")
             mode = "ab"
         else:
             mode, offset = "wb", 0  # a server that ignores Range sends the whole file: start over
