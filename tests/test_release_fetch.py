@@ -59,6 +59,11 @@ def release_world(tmp_path, tiny_raw, write_params):
     data, served = tmp_path / "data", tmp_path / "served"
     data.mkdir()
     served.mkdir()
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(served)))
+    httpd.requests = []
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    (served / "101.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     with tarfile.open(data / "ctc_features.tar.gz", "w:gz") as tar:
         for split, ids in CTC_IDS.items():
             for name, payload in _split(f"CTC/{split}", ids, rng).items():
@@ -77,24 +82,22 @@ def release_world(tmp_path, tiny_raw, write_params):
     body = gzip.compress("".join(json.dumps(line) + "\n" for line in lines).encode())
     (served / "cocotext.jsonl.gz").write_bytes(body)
     captions = {
-        "images": [{"id": 101, "coco_url": "http://images.example/101.jpg", "file_name": "101.jpg"}],
+        "images": [{"id": 101, "coco_url": f"{base}/101.jpg", "file_name": "101.jpg"}],
         "annotations": [{"image_id": 101, "caption": f"a stop sign {k}"} for k in range(5)],
     }
     (data / "captions_train2014.json").write_text(json.dumps(captions))
 
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(served)))
-    httpd.requests = []
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
     release = tiny_raw["release"]
     tiny_raw["data"]["source"] = "release"
     release["ctc_features"]["file"] = "ctc_features.tar.gz"
     release["ctc_annotations"]["url"] = None
     release["cocotext"].update(
         file="cocotext.jsonl.gz",
-        url=f"http://127.0.0.1:{httpd.server_address[1]}/cocotext.jsonl.gz",
+        url=f"{base}/cocotext.jsonl.gz",
         sha256=hashlib.sha256(body).hexdigest(),
     )
     release["coco_captions"].update(file="captions_train2014.json", url=None)
+    release["download_images"] = True
     yield tmp_path, write_params(tiny_raw), httpd
     httpd.shutdown()
     httpd.server_close()
@@ -109,7 +112,9 @@ def test_release_fetch_features_and_trainset(release_world):
     root, params, httpd = release_world
     assert _fetch(root, params) == 0
     raw = root / "raw"
-    assert (root / "downloads" / "cocotext.jsonl.gz").exists() and httpd.requests == ["/cocotext.jsonl.gz"]
+    assert (root / "downloads" / "cocotext.jsonl.gz").exists()
+    assert sorted(httpd.requests) == ["/101.jpg", "/cocotext.jsonl.gz"]  # the one CTC image with a known coco_url
+    assert (root / "downloads" / "images" / "101.jpg").read_bytes() == (root / "served" / "101.jpg").read_bytes()
     assert (raw / "ctc" / "test_ocr_feats.npy").stat().st_ino == next(
         (root / "downloads" / "extracted" / "ctc_features").rglob("test_ocr_feats.npy")
     ).stat().st_ino
@@ -121,7 +126,7 @@ def test_release_fetch_features_and_trainset(release_world):
     anns = json.loads((raw / "ctc" / "annotations.json").read_text())["images"]
     by_key = {(a["split"], a["id"]): a for a in anns}
     assert by_key[("dev", "101")]["scene_text"] == ["STOP"] and by_key[("dev", "107")]["scene_text"] == []
-    assert by_key[("test", "101")]["coco_url"] == "http://images.example/101.jpg"
+    assert by_key[("test", "101")]["coco_url"].endswith("/101.jpg")
 
     features = ["features", "--params", str(params), "--raw", str(raw), "--out", str(root / "features")]
     assert main(features) == 0
@@ -139,7 +144,7 @@ def test_release_fetch_features_and_trainset(release_world):
     # a rerun neither downloads nor unpacks again, and gives the same release format
     before = (root / "downloads" / "extracted" / "ctc_features").stat().st_mtime_ns
     assert _fetch(root, params) == 0
-    assert httpd.requests == ["/cocotext.jsonl.gz"]
+    assert len(httpd.requests) == 2
     assert (root / "downloads" / "extracted" / "ctc_features").stat().st_mtime_ns == before
 
 

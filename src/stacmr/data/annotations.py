@@ -9,7 +9,8 @@ Fields per image (those marked * are required when reading; the rest are optiona
   scene_text     ground-truth legible words (COCO-Text style transcriptions)
   ocr_tokens     what an OCR engine read: [{"text"*, "bbox": [x, y, w, h], "confidence": float}]
   captions       the image's captions (the release's `{split}_caps.txt` is authoritative)
-The real CTC_anns.json schema was not seen in full (paper/README.md); issue #6 maps it onto this one.
+The real CTC_anns.json schema was not seen in full (paper/README.md): for the real data `fetch` writes this format
+itself, with scene text from COCO-Text v2 and the metadata of CTC_anns.json (`coco.read_ctc_images`) or COCO.
 """
 
 from __future__ import annotations
