@@ -51,6 +51,10 @@ def _edit(raw: dict, dotted: str, value=None, delete: bool = False) -> dict:
         ("features.fasttext.model", 3, "features.fasttext.model: expected a string, got 3 (int)"),
         ("synthetic.ctc_images.dev", 5000, "synthetic.ctc_images.dev: must be <= test"),
         ("features.fasttext.minn", 9, "features.fasttext.minn: must be <= maxn"),
+        ("release.layout.ctc/val", "val", 'release.layout.ctc/val: expected "<archive>:<prefix>" with <archive> one'),
+        ("release.layout.ctc/vall", "ctc_features:val", "release.layout.ctc/vall: unknown source split"),
+        ("release.cocotext.sha256", "abc", "release: sha256 of 'cocotext.v2.zip' must be 64 lower-case hex digits"),
+        ("release.retries", -1, "release.retries: must be >= 0, got -1"),
     ],
 )
 def test_bad_values_name_the_key(repo_params, dotted, value, message):
