@@ -96,7 +96,7 @@ class ReleaseParams:
     ctc_features: ReleaseFile  # archive: the CTC splits in the release format, with OCR vectors (required)
     train_features: ReleaseFile  # archive: Flickr30K and TextCaps training features (required)
     cocotext: ReleaseFile  # COCO-Text v2 annotations: the scene text of the explicit criterion (required)
-    ctc_annotations: ReleaseFile  # CTC_anns.json: image metadata (coco_url); optional, rebuilt when absent
+    ctc_annotations: ReleaseFile  # CTC_anns.json: image metadata (coco_url); optional (else from the COCO captions)
     coco_captions: ReleaseFile  # COCO 2014 caption annotations: rebuild and cross-check CTC (optional)
     layout: dict[str, str]  # `source/split` → "<archive key>:<prefix>": files <prefix>_ims.npy, ... in the archive
     download_images: bool  # also fetch the CTC images by their coco_url (not needed by the pipeline)

@@ -49,15 +49,11 @@ def _check_link(archive: Path, name: str, link: str) -> None:
 
 
 def _tar_plan(archive: Path, tar: tarfile.TarFile, max_bytes: int) -> list[tuple[tarfile.TarInfo, str]]:
+    """Every member with its clean name, after checking them all (nothing is written before this returns)."""
     plan, total, seen = [], 0, set()
     for member in tar.getmembers():
         name = _safe_name(archive, member.name)
-        if (
-            member.ischr()
-            or member.isblk()
-            or member.isfifo()
-            or not (member.isreg() or member.isdir() or member.issym() or member.islnk())
-        ):
+        if not (member.isreg() or member.isdir() or member.issym() or member.islnk()):
             raise StacmrError(f"{archive}: member {member.name!r} is a device, FIFO or special file; refusing")
         if member.issym():
             _check_link(archive, name, member.linkname)
