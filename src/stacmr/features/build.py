@@ -60,9 +60,11 @@ def build_store(
     max_ocr_tokens: int,
     out_path: str | os.PathLike,
     producer: dict,
+    annotation_info: dict | None = None,
     block: int = 256,
 ) -> None:
-    """Write the store of split `name` ("source/split") to `out_path`."""
+    """Write the store of split `name` ("source/split") to `out_path`. `annotation_info` is the annotation file's
+    `info`: when `stacmr extract` wrote it, the OCR engine and backbone it names go into the store's attributes."""
     split = name.split("/")[1]
     n, regions, dim = release.ims.shape
     anns = []
@@ -73,7 +75,9 @@ def build_store(
         anns.append(ann)
     inputs = {str(p): sha256_file(p) for p in (*release.files.values(), annotations_path, embedder.source)}
     sizes = {"N": n, "R": regions, "D": dim, "T": max_ocr_tokens, "E": embedder.dim, "C": release.captions_per_image}
-    with create_store(out_path, name, sizes, producer, inputs) as store:
+    info = annotation_info or {}
+    made_by = {name: {k: info[k] for k in ("ocr_engine", "backbone")}} if "ocr_engine" in info else {}
+    with create_store(out_path, name, sizes, producer, inputs, made_by) as store:
         for start in tqdm(range(0, n, block), desc=f"features {name}", unit="block"):
             stop = min(start + block, n)
             count = stop - start
