@@ -87,7 +87,10 @@ def test_matched_counts_a_multiset_intersection():
 
 
 def test_extraction_tags_name_engine_and_backbone():
-    made = {"ocr_engine": {"name": "rapidocr-onnxruntime", "version": "1.4.4"}, "backbone": {"name": "b", "version": "2"}}
+    made = {
+        "ocr_engine": {"name": "rapidocr-onnxruntime", "version": "1.4.4"},
+        "backbone": {"name": "b", "version": "2"},
+    }
     assert extraction_tags({"ctc/test": made}) == {
         "extract.ctc/test.ocr_engine": "rapidocr-onnxruntime 1.4.4",
         "extract.ctc/test.backbone": "b 2",
@@ -97,11 +100,11 @@ def test_extraction_tags_name_engine_and_backbone():
 def test_extract_params_are_validated(repo_params):
     raw = json.loads(json.dumps(repo_params))
     raw["extract"]["ocr"]["min_length"] = 50
-    with pytest.raises(Exception, match="extract.ocr.min_length"):
+    with pytest.raises(Exception, match=r"extract\.ocr\.min_length"):
         parse_params(raw)
     raw = json.loads(json.dumps(repo_params))
     raw["extract"]["ocr"]["engine"] = "tesseract"
-    with pytest.raises(Exception, match="extract.ocr.engine"):
+    with pytest.raises(Exception, match=r"extract\.ocr\.engine"):
         parse_params(raw)
 
 

@@ -108,7 +108,9 @@ class OcrFilterParams:
 
     def __post_init__(self) -> None:
         if self.min_length > self.max_length:
-            raise ParamsError(f"extract.ocr.min_length: must be <= max_length ({self.max_length}), got {self.min_length}")
+            raise ParamsError(
+                f"extract.ocr.min_length: must be <= max_length ({self.max_length}), got {self.min_length}"
+            )
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,9 @@ def read_captions(path: Path, image_ids: list[str], captions_per_image: int) -> 
     for image_id in image_ids:
         caps = doc.get(image_id)
         if not isinstance(caps, list) or len(caps) != captions_per_image:
-            raise StacmrError(f"{path}: image {image_id!r} needs a list of {captions_per_image} captions (data.captions_per_image)")
+            raise StacmrError(
+                f"{path}: image {image_id!r} needs a list of {captions_per_image} captions (data.captions_per_image)"
+            )
         if not all(isinstance(c, str) and c.strip() and "\n" not in c for c in caps):
             raise StacmrError(f"{path}: image {image_id!r}: captions must be single non-empty lines")
     return {image_id: doc[image_id] for image_id in image_ids}

@@ -151,7 +151,9 @@ def _assemble(
         del ims
     write_text(out_dir / f"{job.split}_ids.txt", "".join(f"{r['id']}\n" for _, _, r in readable))
     if job.captions is not None:
-        write_text(out_dir / f"{job.split}_caps.txt", "".join(c + "\n" for *_, r in readable for c in job.captions[r["id"]]))
+        write_text(
+            out_dir / f"{job.split}_caps.txt", "".join(c + "\n" for *_, r in readable for c in job.captions[r["id"]])
+        )
     annotations = [
         ImageAnnotation(
             id=r["id"],

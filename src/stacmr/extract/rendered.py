@@ -1,7 +1,8 @@
 """The rendered OCR test set: street-like scenes drawn with Pillow, with the words on their signs known.
 
 No downloaded images: each scene is a coloured background, clutter (ellipses, rectangles, polygons, lines) and one to
-three signs, each a board with one word in one of several fonts, sizes and colours, rotated a little. Signs sit in
+three signs, each a board with one word in one of several fonts, sizes (16-60 px) and colours (some of weak
+contrast), rotated by up to 20 degrees. Signs sit in
 separate horizontal bands, so they never overlap. Everything follows from `extract.rendered.seed`.
 
 Fonts: DejaVu Sans, Sans Bold, Serif, Serif Bold and Sans Mono Bold (Debian's fonts-dejavu-core, found through
@@ -23,7 +24,13 @@ from PIL import Image, ImageDraw, ImageFont
 from stacmr.atomic import atomic_path, write_text
 from stacmr.params import RenderedParams
 
-FONT_FILES = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSerif-Bold.ttf", "DejaVuSansMono-Bold.ttf")
+FONT_FILES = (
+    "DejaVuSans.ttf",
+    "DejaVuSans-Bold.ttf",
+    "DejaVuSerif.ttf",
+    "DejaVuSerif-Bold.ttf",
+    "DejaVuSansMono-Bold.ttf",
+)
 BUILTIN_FONT = "pillow-builtin"
 # words seen on shop fronts and street signs (the kind of scene text CTC images hold)
 WORDS = (
@@ -37,6 +44,13 @@ COLOURS = {
     "orange": (240, 130, 20), "purple": (120, 50, 160), "white": (245, 245, 245), "black": (20, 20, 20),
     "grey": (128, 128, 128), "brown": (120, 75, 35),
 }  # fmt: skip
+# ink colours readable on each board colour, from strong contrast to weak (orange on yellow, green on blue)
+_INKS = {
+    "white": ("black", "red", "blue", "green", "orange"),
+    "black": ("yellow", "white", "orange", "grey"),
+    "yellow": ("black", "red", "blue", "orange"),
+    "blue": ("white", "yellow", "green"),
+}
 SHAPES = ("circle", "square", "triangle", "line")
 _CAPTIONS = (
     "a sign that says {word} near a {colour} {shape}",
@@ -105,13 +119,13 @@ def render_set(params: RenderedParams, captions_per_image: int, out_dir: Path) -
         for s in range(signs):
             word = WORDS[int(rng.integers(len(WORDS)))]
             word = word.upper() if rng.random() < 0.5 else word.capitalize()
-            size = int(rng.integers(22, min(60, band // 2)))
+            size = int(rng.integers(16, min(60, band // 2)))
             fonts = _fonts(size)
             font_name, font = fonts[int(rng.integers(len(fonts)))]
-            light = rng.random() < 0.5
-            board_name = "white" if light else "black"
-            ink_name = ("red", "blue", "black", "green")[int(rng.integers(4))] if light else "yellow"
-            angle = float(rng.uniform(-12, 12))
+            board_name = ("white", "black", "yellow", "blue")[int(rng.integers(4))]
+            inks = _INKS[board_name]
+            ink_name = inks[int(rng.integers(len(inks)))]
+            angle = float(rng.uniform(-20, 20))
             sign = _sign(word, font, COLOURS[board_name], COLOURS[ink_name], angle)
             sign.thumbnail((w - 20, band - 4))  # a long word in a large font still fits its band
             x = int(rng.integers(10, max(11, w - sign.width - 10)))

@@ -10,9 +10,10 @@ One file per dataset split. Fields (N images, R region slots, D region dims, T O
   captions      (N, C)    str      captions, image-major (captions per image is data: C is read, not assumed)
   image_ids     (N,)      str      image ids, as in the release's `{split}_ids.txt`
   explicit      (N,)      bool     the CTC explicit criterion (scene text shares a word with a caption)
-Attributes: `schema_version`, `name` (e.g. "ctc/test"), and JSON strings `producer` (params that made the file) and
-`inputs_sha256` ({input file: sha256}), and optionally `extraction` ({split name: {"ocr_engine": ..., "backbone": ...}}
-for splits `stacmr extract` made from images; absent or {} otherwise). float16 halves the disk and I/O of real CTC features (≈60K × 36 × 2048).
+Attributes: `schema_version`, `name` (e.g. "ctc/test"), and JSON strings `producer` (params that made the file),
+`inputs_sha256` ({input file: sha256}) and `extraction` ({split name: {"ocr_engine", "backbone"}} of the splits
+`stacmr extract` made from images; {} otherwise, and optional when reading). float16 halves the disk and I/O of real
+CTC features (≈60K × 36 × 2048).
 
 Writers build under a temporary name and rename on success; readers check the version, every field's dtype and
 shape, and fail with one message naming the file and the field.

@@ -31,5 +31,9 @@ def main(argv: list[str] | None = None) -> None:
             results.append(ocr_quality(engine, params.extract.ocr, folder / "images", truth))
             log.info("%s %s: word recall %s, precision %s", engine.name, engine.version,
                      results[-1]["word_recall"], results[-1]["word_precision"])  # fmt: skip
-    doc = {"rendered": params_dict(params.extract.rendered), "filter": params_dict(params.extract.ocr), "engines": results}
+    doc = {
+        "rendered": params_dict(params.extract.rendered),
+        "filter": params_dict(params.extract.ocr),
+        "engines": results,
+    }
     write_text(args.out, json.dumps(doc, indent=2) + "\n")
