@@ -249,3 +249,38 @@ def test_rendered_images_end_to_end_into_the_store(tmp_path, tiny_raw, write_par
         drawn = {e["word"].lower() for entries in truth.values() for e in entries}
         assert len(read & drawn) >= len(drawn) // 2  # the engine reads most clean sign words
     assert yaml.safe_load(params.read_text())["extract"]["grid"] == 3
+
+
+def test_trainset_keeps_the_extraction_of_its_sources(tmp_path):
+    from stacmr.data.trainset import build_trainset
+    from stacmr.features.store import FeatureStore, create_store
+    from tests.test_store import SIZES, _block
+
+    made = {"ocr_engine": {"name": "e", "version": "1"}, "backbone": {"name": "b", "version": "2"}}
+    paths = []
+    for name, extraction in (("ctc/train", {"ctc/train": made}), ("f30k/train", None)):
+        path = tmp_path / f"{name.replace('/', '_')}.h5"
+        with create_store(path, name, SIZES, {}, {}, extraction) as out:
+            out.write(0, **_block(0, SIZES["N"]))
+        paths.append(path)
+    build_trainset(paths, tmp_path / "trainset.h5", 2, {})
+    with FeatureStore(tmp_path / "trainset.h5") as store, FeatureStore(paths[1]) as plain:
+        assert store.extraction == {"ctc/train": made}
+        assert plain.extraction == {}
+
+
+def test_precomputed_regions_are_matched_by_image_id(tmp_path):
+    from stacmr.errors import StacmrError
+    from stacmr.extract.precomputed import PrecomputedRegions
+
+    ims = np.arange(3 * 2 * 4, dtype=np.float32).reshape(3, 2, 4)
+    np.save(tmp_path / "test_ims.npy", ims)
+    (tmp_path / "test_ids.txt").write_text("a\nb\nc\n")
+    butd = PrecomputedRegions(tmp_path / "test_ims.npy")
+    assert (butd.regions, butd.dim) == (2, 4)
+    np.testing.assert_array_equal(butd.regions_of([None, None], ["c", "a"]), ims[[2, 0]])
+    with pytest.raises(StacmrError, match=r"no row of test_ims\.npy for image .z."):
+        butd.regions_of([None], ["z"])
+    (tmp_path / "test_ids.txt").write_text("a\nb\n")
+    with pytest.raises(StacmrError, match="2 ids for 3 rows"):
+        PrecomputedRegions(tmp_path / "test_ims.npy")

@@ -46,7 +46,15 @@ def main(argv: list[str] | None = None) -> None:
         "ocr_engine": {"name": engine.name, "version": engine.version},
         "backbone": {"name": backbone.name, "version": backbone.version, "regions": backbone.regions},
     }
-    fingerprint = {**provenance, "extract": params_dict(params.extract), "embedder": str(embedder and embedder.source)}
+    # what a finished batch depends on: a change here makes the kept batches stale (threads or batch size do not)
+    e = params.extract
+    fingerprint = {
+        **provenance,
+        "image_size": e.image_size,
+        "grid": e.grid,
+        "max_side": e.max_side,
+        "ocr": params_dict(e.ocr),
+    }
     work = args.work or args.out.with_name(args.out.name + ".partial")
     job = SplitJob(args.split, images, args.images, captions, params.extract.batch_size, params.features.max_ocr_tokens)
     with atomic_dir(args.out) as out:
