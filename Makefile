@@ -6,16 +6,18 @@ UV_VERSION := 0.13.9
 FIND_LINKS := $(if $(PIP_FIND_LINKS),--find-links "$(PIP_FIND_LINKS)",)
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: repro install data pipeline test lint
+.PHONY: repro install data pipeline test lint extract-lock
 
 repro: install data pipeline
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml requirements.lock
+$(VENV)/.installed: pyproject.toml requirements.lock requirements-extract.lock
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet uv==$(UV_VERSION)
 	$(VENV)/bin/uv pip sync --quiet --python $(PY) $(FIND_LINKS) --compile-bytecode requirements.lock
+	# the `extract` extra (stacmr extract, its tests); its lock repeats the core pins it shares, so nothing moves
+	$(VENV)/bin/uv pip install --quiet --python $(PY) $(FIND_LINKS) --no-deps --compile-bytecode -r requirements-extract.lock
 	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps --compile-bytecode -e .
 	touch $@
 
@@ -37,3 +39,9 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+# Re-resolve the `extract` extra's lock after changing requirements-extract.in (core pins stay as requirements.lock has them)
+extract-lock:
+	uv pip compile --quiet --python $(PY) $(FIND_LINKS) --no-emit-find-links -c requirements.lock \
+	  --override requirements-extract.overrides requirements-extract.in -o requirements-extract.lock \
+	  --custom-compile-command "make extract-lock"

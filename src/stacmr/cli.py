@@ -15,6 +15,8 @@ STAGES = {
     "train": "stacmr.stages.train",
     "evaluate": "stacmr.stages.evaluate",
     "configure": "stacmr.stages.configure",
+    "extract": "stacmr.stages.extract",
+    "ocr-quality": "stacmr.stages.ocr_quality",
 }
 
 

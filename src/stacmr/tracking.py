@@ -210,6 +210,16 @@ def _git(root: Path, *args: str) -> str | None:
     return done.stdout.strip()
 
 
+def extraction_tags(extraction: dict[str, dict]) -> dict[str, str]:
+    """Which OCR engine and backbone made each extracted split of a run's stores (`FeatureStore.extraction`):
+    the OCR engine changes results significantly (StacMR issue #1), so a run says which one it saw."""
+    return {
+        f"extract.{name}.{part}": f"{made[part]['name']} {made[part]['version']}"
+        for name, made in extraction.items()
+        for part in ("ocr_engine", "backbone")
+    }
+
+
 def provenance_tags() -> dict[str, str]:
     """Where a run came from: git commit and dirty flag of the repo root, DVC stage, torch and python versions."""
     import torch  # lazily: importing this module should not cost a torch import

@@ -65,6 +65,13 @@ def _token(raw: Any, where: str) -> OcrToken:
     return OcrToken(text=raw["text"], bbox=tuple(bbox) if bbox else None, confidence=conf)
 
 
+def read_annotation_info(path: str | os.PathLike) -> dict[str, Any]:
+    """The `info` object of an annotation JSON (who made the file: the generator, or the OCR engine and backbone of
+    `stacmr extract`); {} when absent. Call after `read_annotations` has validated the file."""
+    info = json.loads(Path(path).read_text(encoding="utf-8")).get("info")
+    return info if isinstance(info, dict) else {}
+
+
 def read_annotations(path: str | os.PathLike) -> dict[tuple[str, str], ImageAnnotation]:
     """Read an annotation JSON into {(split, image id): annotation}; fails naming the file and the bad field."""
     path = Path(path)

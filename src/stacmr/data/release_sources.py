@@ -3,7 +3,7 @@
 Each input of `params.release` is taken from `data/<file>` when the user placed it there (and checked against its
 sha256 when one is known), else downloaded into the downloads folder when it has a URL (resumable, verified), else
 reported: one message lists every missing required file, where to get it, where to put it and how to `dvc add` it.
-Archives are unpacked safely (`extract.py`) into `<downloads>/extracted/<key>/`, once per archive digest.
+Archives are unpacked safely (`archive.py`) into `<downloads>/extracted/<key>/`, once per archive digest.
 
 Writes under the output folder, for `features`:
   <source>/{split}_ims.npy, _caps.txt, _ids.txt, _ocr_feats.npy   hard links into the unpacked archives (copies
@@ -26,11 +26,11 @@ from pathlib import Path
 from stacmr.atomic import write_text
 from stacmr.checksum import sha256_file
 from stacmr.data.annotations import ANNOTATIONS_FILE, ImageAnnotation, write_annotations
+from stacmr.data.archive import extract_archive
 from stacmr.data.coco import CocoImage, read_coco_captions, read_ctc_images
 from stacmr.data.cocotext import read_cocotext
 from stacmr.data.ctc_build import build_ctc, cross_check, split_annotations
 from stacmr.data.download import DownloadPolicy, FetchRecord, download, download_many, fetch_record, write_manifest
-from stacmr.data.extract import extract_archive
 from stacmr.data.release import ocr_feats_file, split_files
 from stacmr.errors import StacmrError
 from stacmr.params import SOURCE_SPLITS, ReleaseParams

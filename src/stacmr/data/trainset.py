@@ -37,7 +37,8 @@ def build_trainset(stores: list[Path], out_path: str | os.PathLike, chunk_images
             ranges.append({"name": store.name, "start": start, "stop": start + len(store)})
             start += len(store)
         inputs = {str(s.path): sha256_file(s.path) for s in opened}
-        with create_store(out_path, "trainset", sizes, {**producer, "sources": ranges}, inputs) as out:
+        extraction = {k: v for s in opened for k, v in s.extraction.items()}
+        with create_store(out_path, "trainset", sizes, {**producer, "sources": ranges}, inputs, extraction) as out:
             offset = 0
             for store in opened:
                 for a in tqdm(range(0, len(store), chunk_images), desc=f"trainset {store.name}", unit="chunk"):

@@ -62,11 +62,13 @@ def build_store(
     max_ocr_tokens: int,
     out_path: str | os.PathLike,
     producer: dict,
+    annotation_info: dict | None = None,
     block: int = 256,
 ) -> None:
     """Write the store of split `name` ("source/split") to `out_path`. With released OCR vectors `embedder` is not
     used (it may be None), and the store's OCR strings stay empty: the release does not say which vector is which
-    token."""
+    token. `annotation_info` is the annotation file's `info`: when `stacmr extract` wrote it, the OCR engine and
+    backbone it names go into the store's attributes."""
     split = name.split("/")[1]
     released = release.ocr_feats
     if released is None and embedder is None:
@@ -83,7 +85,9 @@ def build_store(
     emb_dim = embedder.dim if released is None else released.shape[2]
     sizes = {"N": n, "R": regions, "D": dim, "T": max_ocr_tokens, "E": emb_dim, "C": release.captions_per_image}
     ocr_source = embedder.source if released is None else release.files["ocr"]
-    with create_store(out_path, name, sizes, producer, inputs) as store:
+    info = annotation_info or {}
+    made_by = {name: {k: info[k] for k in ("ocr_engine", "backbone")}} if "ocr_engine" in info else {}
+    with create_store(out_path, name, sizes, producer, inputs, made_by) as store:
         for start in tqdm(range(0, n, block), desc=f"features {name}", unit="block"):
             stop = min(start + block, n)
             count = stop - start

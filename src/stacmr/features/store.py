@@ -10,8 +10,10 @@ One file per dataset split. Fields (N images, R region slots, D region dims, T O
   captions      (N, C)    str      captions, image-major (captions per image is data: C is read, not assumed)
   image_ids     (N,)      str      image ids, as in the release's `{split}_ids.txt`
   explicit      (N,)      bool     the CTC explicit criterion (scene text shares a word with a caption)
-Attributes: `schema_version`, `name` (e.g. "ctc/test"), and JSON strings `producer` (params that made the file) and
-`inputs_sha256` ({input file: sha256}). float16 halves the disk and I/O of real CTC features (≈60K × 36 × 2048).
+Attributes: `schema_version`, `name` (e.g. "ctc/test"), and JSON strings `producer` (params that made the file),
+`inputs_sha256` ({input file: sha256}) and `extraction` ({split name: {"ocr_engine", "backbone"}} of the splits
+`stacmr extract` made from images; {} otherwise, and optional when reading). float16 halves the disk and I/O of real
+CTC features (≈60K × 36 × 2048).
 
 Writers build under a temporary name and rename on success; readers check the version, every field's dtype and
 shape, and fail with one message naming the file and the field.
@@ -93,7 +95,12 @@ class StoreWriter:
 
 @contextlib.contextmanager
 def create_store(
-    path: str | os.PathLike, name: str, sizes: dict[str, int], producer: dict, inputs_sha256: dict[str, str]
+    path: str | os.PathLike,
+    name: str,
+    sizes: dict[str, int],
+    producer: dict,
+    inputs_sha256: dict[str, str],
+    extraction: dict | None = None,
 ) -> Iterator[StoreWriter]:
     """Create a store for `sizes` (keys N R D T E C) at `path`, atomically: it appears only once every image is
     written and the file is closed."""
@@ -109,6 +116,7 @@ def create_store(
         h5.attrs["name"] = name
         h5.attrs["producer"] = json.dumps(producer, sort_keys=True)
         h5.attrs["inputs_sha256"] = json.dumps(inputs_sha256, sort_keys=True)
+        h5.attrs["extraction"] = json.dumps(extraction or {}, sort_keys=True)
         writer = StoreWriter(h5, dict(sizes))
         yield writer
         if not writer.complete:
@@ -177,6 +185,12 @@ class FeatureStore:
     @property
     def inputs_sha256(self) -> dict[str, str]:
         return json.loads(self._h5.attrs["inputs_sha256"])
+
+    @property
+    def extraction(self) -> dict[str, dict]:
+        """{split name: {"ocr_engine", "backbone"}} of the splits extracted from images (stores made before this
+        attribute existed have none)."""
+        return json.loads(self._h5.attrs.get("extraction", "{}"))
 
     def iter_captions(self, chunk_images: int = 1024) -> Iterator[str]:
         """Every caption, image-major, read `chunk_images` images at a time."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from stacmr.atomic import atomic_dir
-from stacmr.data.annotations import ANNOTATIONS_FILE, read_annotations
+from stacmr.data.annotations import ANNOTATIONS_FILE, read_annotation_info, read_annotations
 from stacmr.data.release import ocr_feats_file, read_split
 from stacmr.errors import StacmrError
 from stacmr.features.build import build_store, training_text
@@ -60,5 +60,6 @@ def main(argv: list[str] | None = None) -> None:
                 params.features.max_ocr_tokens,
                 store_file(out, name),
                 producer,
+                read_annotation_info(annotations_path),
             )
             log.info("%-16s %6d images", name, len(release.ids))

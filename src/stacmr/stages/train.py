@@ -20,7 +20,7 @@ from stacmr.features.vocab import Vocabulary
 from stacmr.models import build_model
 from stacmr.params import params_dict
 from stacmr.stages.common import log, parser, start
-from stacmr.tracking import Tracker, provenance_tags
+from stacmr.tracking import Tracker, extraction_tags, provenance_tags
 from stacmr.training.device import resolve_device
 from stacmr.training.loop import RunSpec, fit, selection_score
 
@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> None:
                 "platform": platform.platform(),
             }
             tracker.set_tags({**provenance_tags(), **tags, **{f"sha256.{k}": v for k, v in data.items()}})
+            tracker.set_tags(extraction_tags({**train_store.extraction, **val_store.extraction}))
             history = fit(
                 model,
                 spec,

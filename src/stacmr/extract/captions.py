@@ -1,0 +1,30 @@
+"""Captions for extracted images: a JSON mapping {image id: [captions]} (what `rendered.py` writes), checked against
+the images before any extraction starts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from stacmr.errors import StacmrError
+
+
+def read_captions(path: Path, image_ids: list[str], captions_per_image: int) -> dict[str, list[str]]:
+    """The captions of `image_ids`; each needs exactly `captions_per_image` single-line, non-empty captions."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StacmrError(f"{path}: captions file is missing") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StacmrError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise StacmrError(f"{path}: expected an object {{image id: [captions]}}")
+    for image_id in image_ids:
+        caps = doc.get(image_id)
+        if not isinstance(caps, list) or len(caps) != captions_per_image:
+            raise StacmrError(
+                f"{path}: image {image_id!r} needs a list of {captions_per_image} captions (data.captions_per_image)"
+            )
+        if not all(isinstance(c, str) and c.strip() and "\n" not in c for c in caps):
+            raise StacmrError(f"{path}: image {image_id!r}: captions must be single non-empty lines")
+    return {image_id: doc[image_id] for image_id in image_ids}
