@@ -15,6 +15,8 @@ STAGES = {
     "train": "stacmr.stages.train",
     "evaluate": "stacmr.stages.evaluate",
     "configure": "stacmr.stages.configure",
+    "verify": "stacmr.stages.verify",
+    "report": "stacmr.stages.report",
 }
 
 

@@ -72,11 +72,31 @@ def i2t_ranks_sharded(
     return ranks
 
 
+def _top_rows(s: np.ndarray, k: int) -> np.ndarray:
+    """(len(cols), k) the k best rows of each column of a block, best first, in the rank order above: higher score
+    first, then higher index. argpartition finds them; only columns with a tie at the k-th score are redone exactly."""
+    idx = np.argpartition(-s, k - 1, axis=0)[:k]  # (k, cols), unordered, ties at the boundary arbitrary
+    kth = np.take_along_axis(s, idx, axis=0).min(axis=0)
+    for c in np.flatnonzero(np.count_nonzero(s >= kth, axis=0) > k):
+        tied = np.flatnonzero(s[:, c] >= kth[c])
+        idx[:, c] = tied[np.lexsort((-tied, -s[tied, c]))[:k]]
+    vals = np.take_along_axis(s, idx, axis=0)
+    order = np.lexsort((-idx, -vals), axis=0)
+    return np.take_along_axis(idx, order, axis=0).T
+
+
 def t2i_ranks_sharded(
-    similarity: Similarity, n_images: int, caption_image: np.ndarray, max_block_bytes: int
+    similarity: Similarity,
+    n_images: int,
+    caption_image: np.ndarray,
+    max_block_bytes: int,
+    top_out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(n_captions,) 0-based rank of each caption's image."""
+    """(n_captions,) 0-based rank of each caption's image. With `top_out` (n_captions, k) int64, also fills each
+    caption's k best images, best first (same tie rule), from the same blocks (the qualitative figure's top-5)."""
     n_captions = len(caption_image)
+    if top_out is not None and not 1 <= top_out.shape[1] <= n_images:
+        raise ValueError(f"top-k needs 1 <= k <= {n_images} images, got k = {top_out.shape[1]}")
     rows = np.arange(n_images)
     ranks = np.empty(n_captions, dtype=np.int64)
     step = _block_size(n_images, max_block_bytes)
@@ -86,4 +106,6 @@ def t2i_ranks_sharded(
         gt_rows = caption_image[cols]
         g = s[gt_rows, np.arange(len(cols))][None, :]
         ranks[cols] = np.count_nonzero(s > g, axis=0) + _ties_after(s, g, gt_rows, axis=0)
+        if top_out is not None:
+            top_out[cols] = _top_rows(s, top_out.shape[1])
     return ranks
