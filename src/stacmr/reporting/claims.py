@@ -125,11 +125,19 @@ def _numbers(path: Path, i: int, entry: dict, sources: dict[str, str]) -> list[N
             column = f"{split_label(split)} {arrow} R@{k}"
             claims.append((f"{direction}_r{k}", _number(value, f"{where}.{direction}"), column))
     claims.append(("rsum", _number(_need(entry, "rsum", where), f"{where}.rsum"), f"{split_label(split)} rsum"))
+    table_row = _need(entry, "where", where)
+    ablation, train_data = entry.get("ablation"), entry.get("train_data")
     return [
         NumberClaim(
-            f"{method}/{split}/{metric}", method, entry.get("ablation"), entry.get("train_data"), split, metric, value,
-            f"{_need(entry, 'where', where)}, column {column} [{source_key}]",
-        )  # fmt: skip
+            f"{method}/{split}/{metric}",
+            method,
+            ablation,
+            train_data,
+            split,
+            metric,
+            value,
+            f"{table_row}, column {column} [{source_key}]",
+        )
         for metric, value, column in claims
     ]
 
@@ -194,7 +202,10 @@ def _check_number(claim: NumberClaim, results: Results, report: ReportParams) ->
 def _paper_difference(claims: Claims, claim: DirectionClaim, split: str) -> float | None:
     """The paper's better − worse difference on `split`, when the claims file has both numbers."""
     by_ablation = {(c.ablation, c.split, c.metric): c.value for c in claims.numbers}
-    better, worse = by_ablation.get((claim.better, split, claim.metric)), by_ablation.get((claim.worse, split, claim.metric))
+    better, worse = (
+        by_ablation.get((claim.better, split, claim.metric)),
+        by_ablation.get((claim.worse, split, claim.metric)),
+    )
     return None if better is None or worse is None else better - worse
 
 
@@ -248,15 +259,15 @@ def preamble(results: Results, report: ReportParams) -> str:
     if results.params.data.source == "synthetic":
         return (
             "These results come from the embedded synthetic CTC world, not from the real CTC data. Their absolute "
-            "numbers are not comparable to the paper's, so every published number below reads \"not comparable\" "
+            'numbers are not comparable to the paper\'s, so every published number below reads "not comparable" '
             "(ours are shown beside it for the record). What synthetic data can check is the direction of a claim "
             "(e.g. scene-text aware beats visual only on CTC-1K): those are tested with a paired sign-flip "
             f"permutation test over the same queries ({report.permutations} sign flips, α = {report.alpha:g}) and "
-            "read \"reproduced\" or \"not reproduced\"."
+            'read "reproduced" or "not reproduced".'
         )
     return (
-        f"A published number is \"reproduced\" when it lies in our 95% bootstrap CI, \"within tolerance\" when it "
-        f"is within {report.tolerance:g} points (rsum: {6 * report.tolerance:g}), else \"not reproduced\". "
+        f'A published number is "reproduced" when it lies in our 95% bootstrap CI, "within tolerance" when it '
+        f'is within {report.tolerance:g} points (rsum: {6 * report.tolerance:g}), else "not reproduced". '
         f"Directions are tested with a paired sign-flip permutation test (α = {report.alpha:g})."
     )
 

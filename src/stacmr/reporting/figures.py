@@ -42,11 +42,11 @@ def save_figure(fig: Figure, out_dir: Path, name: str) -> Path:
     return paths["png"]
 
 
-def show(png: Path):  # noqa: ANN201 (an IPython display object)
+def show(png: Path):
     """The saved PNG as a notebook output; nbconvert embeds it in the HTML report."""
     from IPython.display import Image
 
-    return Image(filename=str(png), alt=f"figure {png.stem}")
+    return Image(filename=str(png))
 
 
 def recall_figure(results: Results) -> Figure:

@@ -16,6 +16,7 @@ from stacmr.errors import StacmrError
 from stacmr.reporting.results import Results
 from stacmr.tracking import metric_history
 
+
 @dataclass(frozen=True)
 class History:
     ablation: str

@@ -48,6 +48,9 @@ def _export_html(executed: Path, html: Path) -> None:
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    # nbconvert warns that the figures have no alternative text (it fills in a placeholder); nothing to act on
+    exporter.log = logging.getLogger("stacmr.nbconvert")
+    exporter.log.setLevel(logging.ERROR)
     body, _ = exporter.from_notebook_node(nbformat.read(executed, as_version=4))
     html.write_text(body, encoding="utf-8")
 

@@ -31,7 +31,7 @@ def _run(row: pd.Series) -> str:
 
 
 def _cell(paper: float | None, ours: float | None, low: float | None, high: float | None) -> str:
-    """"paper → ours [low, high] (Δ)", with the parts that exist."""
+    """ "paper → ours [low, high] (Δ)", with the parts that exist."""
     if ours is None or pd.isna(ours):
         return _num(paper)
     text = f"{_num(ours)} [{_num(low)}, {_num(high)}]"
@@ -123,7 +123,9 @@ def ablation_table(results: Results, report: ReportParams) -> Table:
         for r in group.itertuples():
             row[f"{r.split} rsum"] = _cell(None, r.rsum, r.ci_low, r.ci_high)
             row[f"{r.split} vs baseline"] = (
-                "baseline" if r.p_value is None or pd.isna(r.p_value) else f"{r.diff_vs_baseline:+.1f} (p = {r.p_value:.3g})"
+                "baseline"
+                if r.p_value is None or pd.isna(r.p_value)
+                else f"{r.diff_vs_baseline:+.1f} (p = {r.p_value:.3g})"
             )
         row["provenance"] = f"MLflow run {_run(first)}; DVC train@{ablation}, evaluate@{ablation}-*"
         wide_rows.append(row)
@@ -133,5 +135,3 @@ def ablation_table(results: Results, report: ReportParams) -> Table:
         _data_note(results),
     )
     return Table("Ablation table: training data × scene text", long, pd.DataFrame(wide_rows), notes)
-
-
