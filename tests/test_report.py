@@ -79,6 +79,15 @@ def test_report_writes_tables_figures_claims_and_the_executed_notebook(report):
     assert html.count("<table") >= 3 and html.count("<img") >= len(FIGURES)
 
 
+def test_evaluate_saves_each_captions_top_images(report):
+    saved = np.load(report / "ranks" / "starnet_all" / "dev.npz")
+    top, t2i = saved["t2i_top"], saved["t2i"]
+    assert top.shape == (len(t2i), 5)
+    caption_image = np.arange(len(t2i)) // (len(t2i) // len(saved["i2t"]))
+    np.testing.assert_array_equal((top == caption_image[:, None]).any(axis=1), t2i < 5)
+    np.testing.assert_array_equal(top[t2i == 0, 0], caption_image[t2i == 0])
+
+
 def test_figures_are_deterministic(report, tmp_path):
     """Same inputs, same bytes: rerunning the figure code gives identical PNG and PDF files."""
     from stacmr.params import load_params

@@ -16,7 +16,7 @@ from stacmr.cli import main
 from stacmr.errors import StacmrError
 from stacmr.evaluation.metrics import summarize
 from stacmr.evaluation.statistics import bootstrap_ci, paired_rsum_test
-from stacmr.params import parse_params
+from stacmr.params import ParamsError, parse_params
 from stacmr.reporting.claims import (
     NOT_COMPARABLE,
     NOT_REPRODUCED,
@@ -156,6 +156,13 @@ def test_verify_cli_prints_writes_and_fails_only_when_strict(report_dirs, write_
     assert {v["verdict"] for v in saved["verdicts"]} == {REPRODUCED, NOT_REPRODUCED, NOT_COMPARABLE}
     assert main([*argv, "--strict"]) == 2
     assert "1 claim(s) not reproduced: aware_wins_5k" in capsys.readouterr().err
+
+
+def test_report_models_must_be_evaluated(report_dirs):
+    _, raw = report_dirs
+    raw["report"]["baseline"] = "vsrn_f30k"
+    with pytest.raises(ParamsError, match=r"report.baseline: 'vsrn_f30k' is not in evaluate.ablations"):
+        parse_params(raw)
 
 
 def test_a_broken_claims_file_is_one_message(tmp_path):
