@@ -171,6 +171,9 @@ def test_a_broken_claims_file_is_one_message(tmp_path):
                                     "directions": []}))  # fmt: skip
     with pytest.raises(StacmrError, match=r"bad.yaml: numbers\[0\]: missing key 'source'"):
         load_claims(path)
+    path.write_text(yaml.safe_dump({"sources": {"s": "x"}, "numbers": ["VSRN 38.2"], "directions": []}))
+    with pytest.raises(StacmrError, match=r"bad\.yaml: numbers: expected a list of mappings"):
+        load_claims(path)
 
 
 def test_main_table_puts_the_paper_beside_ours_with_provenance(report_dirs):

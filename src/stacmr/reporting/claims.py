@@ -167,6 +167,11 @@ def load_claims(path: Path) -> Claims:
         raise StacmrError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(raw, dict) or set(raw) != {"sources", "numbers", "directions"}:
         raise StacmrError(f"{path}: expected exactly the keys sources, numbers, directions")
+    if not isinstance(raw["sources"], dict):
+        raise StacmrError(f"{path}: sources: expected a mapping of source key → description")
+    for key in ("numbers", "directions"):
+        if not isinstance(raw[key], list) or not all(isinstance(e, dict) for e in raw[key]):
+            raise StacmrError(f"{path}: {key}: expected a list of mappings")
     sources = {str(k): str(v) for k, v in raw["sources"].items()}
     numbers = [c for i, e in enumerate(raw["numbers"]) for c in _numbers(path, i, e, sources)]
     directions = [_direction(path, i, e, sources) for i, e in enumerate(raw["directions"])]

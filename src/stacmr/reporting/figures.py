@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from IPython.display import Image
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
@@ -42,10 +43,8 @@ def save_figure(fig: Figure, out_dir: Path, name: str) -> Path:
     return paths["png"]
 
 
-def show(png: Path):
+def show(png: Path) -> Image:
     """The saved PNG as a notebook output; nbconvert embeds it in the HTML report."""
-    from IPython.display import Image
-
     return Image(filename=str(png))
 
 

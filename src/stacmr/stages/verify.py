@@ -4,6 +4,7 @@ claim is "not reproduced"."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from stacmr.errors import StacmrError
@@ -13,7 +14,7 @@ from stacmr.reporting.results import load_results
 from stacmr.stages.common import log, parser, start
 
 
-def add_input_flags(p) -> None:
+def add_input_flags(p: argparse.ArgumentParser) -> None:
     """The flags `verify` and `report` share: where the claims, metrics, run ids and ranks are."""
     p.add_argument("--claims", required=True, type=Path, help="the paper's claims (YAML)")
     p.add_argument("--metrics", required=True, type=Path, help="metrics directory: <ablation>/<split>.json")
