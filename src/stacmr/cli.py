@@ -17,6 +17,8 @@ STAGES = {
     "configure": "stacmr.stages.configure",
     "extract": "stacmr.stages.extract",
     "ocr-quality": "stacmr.stages.ocr_quality",
+    "verify": "stacmr.stages.verify",
+    "report": "stacmr.stages.report",
 }
 
 

@@ -231,6 +231,18 @@ class EvaluateParams:
     max_block_mb: int = _range(1, 65536)  # memory bound of one similarity block (the 5K × 25K matrix is never whole)
     bootstrap_resamples: int = _range(10)  # resamples of the queries for the 95% confidence intervals
     seed: int = _range(0)  # bootstrap seed
+    top_k: int = _range(1, 100)  # best images kept per caption in the ranks file (the qualitative figure's top-5)
+
+
+@dataclass(frozen=True)
+class ReportParams:
+    baseline: str  # the visual-only ablation that the ablation table's paired tests compare against
+    scene_text: str  # the scene-text aware ablation set beside the baseline in the qualitative figure
+    permutations: int = _range(100, 1_000_000)  # sign flips of the paired permutation tests
+    seed: int = _range(0)  # seed of the permutation tests
+    alpha: float = _range(1e-6, 0.5)  # significance level of a direction claim
+    tolerance: float = _range(0.0, 100.0)  # |ours − paper| in R@K points for "within tolerance" (rsum: 6×)
+    queries: int = _range(1, 20)  # caption queries in the qualitative figure
 
 
 @dataclass(frozen=True)
@@ -245,6 +257,7 @@ class Params:
     models: dict[str, Any]  # family → its config dataclass (`stacmr.models.config_class`), validated after parsing
     ablations: dict[str, AblationParams]  # name → what to train; one `train@<name>` stage each
     evaluate: EvaluateParams
+    report: ReportParams
 
     def model_config(self, ablation: str) -> Any:
         """The family config of `ablation`: `models.<family>` with the ablation's overrides applied."""
@@ -363,6 +376,12 @@ def _check_models(params: Params) -> Params:
     for split in params.evaluate.splits:
         if split not in SOURCE_SPLITS["ctc"]:
             raise ParamsError(f"evaluate.splits: unknown CTC split {split!r}{_suggest(split, SOURCE_SPLITS['ctc'])}")
+    for key in ("baseline", "scene_text"):
+        name = getattr(params.report, key)
+        if name not in params.evaluate.ablations:
+            raise ParamsError(
+                f"report.{key}: {name!r} is not in evaluate.ablations{_suggest(name, params.evaluate.ablations)}"
+            )
     checked = dataclasses.replace(params, models=models)
     for name in params.ablations:
         checked.model_config(name)

@@ -1,4 +1,5 @@
-"""MLflow tracking: the one module that imports mlflow (STYLE.md, rule 4). It mirrors a training run into MLflow.
+"""MLflow tracking: the one module that imports mlflow (STYLE.md, rule 4). It mirrors a training run into MLflow,
+and reads a run's metric history back for the report (`metric_history`).
 
 The DVC metrics JSON is the record; MLflow is a view of it (DESIGN.md, tracking and provenance), so tracking never
 stops training: the first failure (store unreachable, database locked, bad URI, server error) logs one warning on the
@@ -199,6 +200,23 @@ class Tracker:
             type(exc).__name__,
             _redacted(lines[0]) if lines else "no message",  # MLflow's HTTP errors repeat the URI
         )
+
+
+def metric_history(run_id: str, uri: str | None = None) -> dict[str, list[tuple[int, float]]] | None:
+    """Every metric of run `run_id` as {key: [(step, value), ...]} in step order; None when the store is missing,
+    unreadable or holds no such run (the caller falls back to the DVC history). Never creates a store."""
+    uri = uri or tracking_uri()
+    db = _sqlite_path(uri)
+    if db is not None and not db.exists():
+        return None
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        keys = client.get_run(run_id).data.metrics
+        history = {key: client.get_metric_history(run_id, key) for key in keys}
+    except Exception as exc:
+        log.info("MLflow run %s not readable at %s (%s)", run_id, _redacted(uri), type(exc).__name__)
+        return None
+    return {key: sorted((m.step, m.value) for m in entries) for key, entries in history.items()}
 
 
 def _git(root: Path, *args: str) -> str | None:

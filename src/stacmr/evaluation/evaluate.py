@@ -2,7 +2,7 @@
 
 Output (the DVC metrics JSON): the flat keys of `metrics.summarize`, `ci95: {key: [low, high]}` for every recall and
 rsum, and `explicit: {...}` with the same for the split's explicit images. The per-query ranks are returned too, to
-be saved for paired tests.
+be saved for paired tests, with each caption's top-k images of the whole split (`t2i_top`, for the qualitative figure).
 """
 
 from __future__ import annotations
@@ -21,9 +21,15 @@ from stacmr.features.vocab import Vocabulary
 from stacmr.models import RetrievalModel
 
 
-def _report(enc: Encoded, max_block_bytes: int, resamples: int, seed: int) -> tuple[dict[str, Any], dict]:
-    i2t, t2i = ranks(dense_similarity(enc.img_emb, enc.cap_emb), len(enc.img_emb), enc.caption_image, max_block_bytes)
-    return {**summarize(i2t, t2i), "ci95": bootstrap_ci(i2t, t2i, resamples, seed)}, {"i2t": i2t, "t2i": t2i}
+def _report(
+    enc: Encoded, max_block_bytes: int, resamples: int, seed: int, top_k: int = 0
+) -> tuple[dict[str, Any], dict]:
+    n_images = len(enc.img_emb)
+    top = np.empty((len(enc.caption_image), min(top_k, n_images)), dtype=np.int64) if top_k else None
+    similarity = dense_similarity(enc.img_emb, enc.cap_emb)
+    i2t, t2i = ranks(similarity, n_images, enc.caption_image, max_block_bytes, top)
+    saved = {"i2t": i2t, "t2i": t2i} | ({"t2i_top": top} if top is not None else {})
+    return {**summarize(i2t, t2i), "ci95": bootstrap_ci(i2t, t2i, resamples, seed)}, saved
 
 
 def evaluate_split(
@@ -35,10 +41,12 @@ def evaluate_split(
     max_block_bytes: int,
     resamples: int,
     seed: int,
+    top_k: int,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """(metrics JSON content, ranks {"i2t", "t2i", "explicit_i2t", "explicit_t2i", "explicit_images"})."""
+    """(metrics JSON content, ranks {"i2t", "t2i", "t2i_top" (n_captions, top_k) image indices best first,
+    "explicit_i2t", "explicit_t2i", "explicit_images"})."""
     enc = encode_store(model, store, vocab, max_words, device)
-    metrics, saved = _report(enc, max_block_bytes, resamples, seed)
+    metrics, saved = _report(enc, max_block_bytes, resamples, seed, top_k)
     explicit = np.flatnonzero(store["explicit"][:])
     saved["explicit_images"] = explicit
     if len(explicit):

@@ -22,13 +22,15 @@ def ranks(
     n_images: int,
     caption_image: np.ndarray,
     max_block_bytes: int = DEFAULT_BLOCK_BYTES,
+    t2i_top: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(i2t ranks (n_images,), t2i ranks (n_captions,)) from a full matrix or a block function."""
+    """(i2t ranks (n_images,), t2i ranks (n_captions,)) from a full matrix or a block function; `t2i_top`
+    (n_captions, k), when given, receives each caption's k best images (`ranking.t2i_ranks_sharded`)."""
     if isinstance(similarity, np.ndarray):
         matrix = similarity
         similarity = lambda rows, cols: matrix[np.ix_(rows, cols)]  # noqa: E731
     i2t = i2t_ranks_sharded(similarity, n_images, caption_image, max_block_bytes)
-    t2i = t2i_ranks_sharded(similarity, n_images, caption_image, max_block_bytes)
+    t2i = t2i_ranks_sharded(similarity, n_images, caption_image, max_block_bytes, t2i_top)
     return i2t, t2i
 
 

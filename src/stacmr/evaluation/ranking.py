@@ -31,8 +31,8 @@ def dense_similarity(img_emb: np.ndarray, cap_emb: np.ndarray) -> Similarity:
     return block
 
 
-def _block_size(other: int, max_block_bytes: int) -> int:
-    return max(1, max_block_bytes // (5 * max(other, 1)))  # float32 scores + bool comparisons per element
+def _block_size(other: int, max_block_bytes: int, bytes_per_element: int = 5) -> int:
+    return max(1, max_block_bytes // (bytes_per_element * max(other, 1)))  # default: float32 scores + bool comparisons
 
 
 def _ties_after(s: np.ndarray, g: np.ndarray, gt: np.ndarray, axis: int) -> np.ndarray:
@@ -72,18 +72,42 @@ def i2t_ranks_sharded(
     return ranks
 
 
+def _top_rows(s: np.ndarray, k: int) -> np.ndarray:
+    """(len(cols), k) the k best rows of each column of a block, best first, in the rank order above: higher score
+    first, then higher index. argpartition finds them; only columns with a tie at the k-th score are redone exactly."""
+    neg = np.negative(s.T, order="C")  # (cols, rows): one contiguous row per caption
+    idx = np.argpartition(neg, k - 1, axis=1)[:, :k]  # unordered; ties at the boundary broken arbitrarily
+    vals = np.take_along_axis(neg, idx, axis=1)
+    kth = vals.max(axis=1, keepdims=True)
+    for c in np.flatnonzero(np.count_nonzero(neg <= kth, axis=1) > k):
+        tied = np.flatnonzero(neg[c] <= kth[c])
+        idx[c] = tied[np.lexsort((-tied, neg[c, tied]))[:k]]
+    vals = np.take_along_axis(neg, idx, axis=1)
+    return np.take_along_axis(idx, np.lexsort((-idx, vals), axis=1), axis=1)
+
+
 def t2i_ranks_sharded(
-    similarity: Similarity, n_images: int, caption_image: np.ndarray, max_block_bytes: int
+    similarity: Similarity,
+    n_images: int,
+    caption_image: np.ndarray,
+    max_block_bytes: int,
+    top_out: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(n_captions,) 0-based rank of each caption's image."""
+    """(n_captions,) 0-based rank of each caption's image. With `top_out` (n_captions, k) int64, also fills each
+    caption's k best images, best first (same tie rule), from the same blocks (the qualitative figure's top-5)."""
     n_captions = len(caption_image)
+    if top_out is not None and not 1 <= top_out.shape[1] <= n_images:
+        raise ValueError(f"top-k needs 1 <= k <= {n_images} images, got k = {top_out.shape[1]}")
     rows = np.arange(n_images)
     ranks = np.empty(n_captions, dtype=np.int64)
-    step = _block_size(n_images, max_block_bytes)
+    # the top-k search adds a negated float32 copy and argpartition's int64 indices per element
+    step = _block_size(n_images, max_block_bytes, 5 if top_out is None else 17)
     for a in range(0, n_captions, step):
         cols = np.arange(a, min(a + step, n_captions))
         s = similarity(rows, cols)
         gt_rows = caption_image[cols]
         g = s[gt_rows, np.arange(len(cols))][None, :]
         ranks[cols] = np.count_nonzero(s > g, axis=0) + _ties_after(s, g, gt_rows, axis=0)
+        if top_out is not None:
+            top_out[cols] = _top_rows(s, top_out.shape[1])
     return ranks

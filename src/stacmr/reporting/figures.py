@@ -1,0 +1,137 @@
+"""The report's figures (seaborn): R@K with 95% CI bars per method and split, rank distributions, training curves,
+and the qualitative figure (top-5 images of caption queries, scene-text aware beside visual only).
+
+`save_figure` writes `<name>.png` and `<name>.pdf` atomically and deterministically (no timestamps or software
+versions in the files: the same inputs give the same bytes); `show` embeds a saved PNG in a notebook.
+"""
+
+from __future__ import annotations
+
+import itertools
+import textwrap
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from IPython.display import Image
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from stacmr.atomic import atomic_path
+from stacmr.evaluation.metrics import RECALL_KS
+from stacmr.reporting.history import History
+from stacmr.reporting.labels import split_label
+from stacmr.reporting.qualitative import Query
+from stacmr.reporting.results import Results
+
+_METADATA = {
+    "png": {"Software": None},
+    "pdf": {"Creator": None, "Producer": None, "CreationDate": None},
+}
+_DIRECTIONS = {"i2t": "image → text", "t2i": "text → image"}
+
+
+def save_figure(fig: Figure, out_dir: Path, name: str) -> Path:
+    """Write `<out_dir>/<name>.png` (150 dpi) and `.pdf`; returns the PNG's path."""
+    paths = {ext: Path(out_dir) / f"{name}.{ext}" for ext in ("png", "pdf")}
+    for ext, path in paths.items():
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=ext, dpi=150, bbox_inches="tight", metadata=_METADATA[ext])
+    plt.close(fig)
+    return paths["png"]
+
+
+def show(png: Path) -> Image:
+    """The saved PNG as a notebook output; nbconvert embeds it in the HTML report."""
+    return Image(filename=str(png))
+
+
+def recall_figure(results: Results) -> Figure:
+    """R@1/5/10 per method, one panel per split and direction, bars with 95% bootstrap CIs."""
+    rows = [
+        {"split": split_label(e.split), "direction": _DIRECTIONS[d], "K": f"R@{k}", "method": e.method,
+         "value": e.value(f"{d}_r{k}"), "low": e.ci(f"{d}_r{k}")[0], "high": e.ci(f"{d}_r{k}")[1]}
+        for e in results.evaluated.values() for d in _DIRECTIONS for k in RECALL_KS
+    ]  # fmt: skip
+    frame = pd.DataFrame(rows)
+    methods = list(dict.fromkeys(frame["method"]))
+    splits, directions = list(dict.fromkeys(frame["split"])), list(_DIRECTIONS.values())
+    colours = dict(zip(methods, sns.color_palette("colorblind", len(methods)), strict=True))
+    width = 0.8 / len(methods)
+    with sns.axes_style("whitegrid"):
+        fig, axes = plt.subplots(len(splits), 2, figsize=(11, 3.2 * len(splits)), squeeze=False, sharey=True)
+    for (split, direction), ax in zip(itertools.product(splits, directions), axes.flat, strict=True):
+        for m, method in enumerate(methods):
+            cell = frame[(frame.split == split) & (frame.direction == direction) & (frame.method == method)]
+            x = np.arange(len(cell)) + (m - (len(methods) - 1) / 2) * width
+            v = cell["value"].to_numpy()
+            err = np.stack([v - cell["low"].to_numpy(), cell["high"].to_numpy() - v])
+            ax.bar(x, v, width, color=colours[method], label=method)
+            ax.errorbar(x, v, yerr=err, fmt="none", ecolor="black", elinewidth=1, capsize=2)
+        ax.set_xticks(np.arange(len(RECALL_KS)), [f"R@{k}" for k in RECALL_KS])
+        ax.set(title=f"{split}, {direction}", ylabel="recall (%)", ylim=(0, 100))
+    axes[0][-1].legend(fontsize=8, loc="upper left")
+    fig.suptitle("Recall@K with 95% bootstrap CIs")
+    fig.tight_layout()
+    return fig
+
+
+def rank_figure(results: Results) -> Figure:
+    """Cumulative distribution of the ground truth's rank (text → image queries), per method and split."""
+    splits = results.params.evaluate.splits
+    with sns.axes_style("whitegrid"):
+        fig, axes = plt.subplots(1, len(splits), figsize=(5 * len(splits), 3.5), squeeze=False)
+    for ax, split in zip(axes[0], splits, strict=True):
+        for e in (e for e in results.evaluated.values() if e.split == split):
+            ranks = np.sort(results.ranks(e.ablation, split)["t2i"] + 1)
+            ax.step(ranks, np.arange(1, len(ranks) + 1) / len(ranks), where="post", label=e.method)
+        ax.set_xscale("log")
+        ax.set_xlabel("rank of the ground-truth image (log)")
+        ax.set_ylabel("share of caption queries")
+        ax.set_title(f"{split_label(split)}: text → image ranks")
+    axes[0][-1].legend(fontsize=8, loc="lower right")
+    return fig
+
+
+def training_figure(histories: list[History]) -> Figure:
+    """Validation rsum and training loss per epoch, per ablation; the legend says where each curve was read."""
+    with sns.axes_style("whitegrid"):
+        fig, (rsum_ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for h in histories:
+        rsum_ax.plot(h.frame["epoch"], h.frame["val_rsum"], marker="o", label=h.label)
+        if "loss_loss" in h.frame:
+            loss_ax.plot(h.frame["epoch"], h.frame["loss_loss"], marker="o", label=h.label)
+    rsum_ax.set(xlabel="epoch", ylabel="validation rsum", title="Validation rsum (CTC val)")
+    loss_ax.set(xlabel="epoch", ylabel="training loss", title="Training loss", yscale="log")
+    rsum_ax.legend(fontsize=8)
+    sources = "\n".join(f"{h.ablation}: {h.source}" for h in histories)
+    fig.text(0.01, -0.02, f"Curves read from:\n{sources}", fontsize=7, va="top")
+    return fig
+
+
+def qualitative_figure(queries: list[Query]) -> Figure:
+    """Per query (rows), each model's top images (columns, best first) as tiles with the image id and OCR tokens;
+    the ground truth framed in green."""
+    methods = list(queries[0].top)
+    k = len(queries[0].top[methods[0]])
+    fig, axes = plt.subplots(len(queries), 1, figsize=(2.1 * k * len(methods), 2.6 * len(queries)), squeeze=False)
+    for ax, query in zip(axes[:, 0], queries, strict=True):
+        ax.set_xlim(0, k * len(methods) + len(methods) - 1)
+        ax.set_ylim(0, 1.35)
+        ax.axis("off")
+        caption = textwrap.shorten(query.caption, 140)
+        ax.text(0, 1.3, f"“{caption}” (ground truth: image {query.image_id})", fontsize=9, va="top", weight="bold")
+        for m, method in enumerate(methods):
+            left = m * (k + 1)
+            ax.text(left, 1.08, f"{method}: ground truth at rank {query.ranks[method]}", fontsize=8, va="top")
+            for i, hit in enumerate(query.top[method]):
+                colour = "#1a9850" if hit.ground_truth else "#bbbbbb"
+                ax.add_patch(Rectangle((left + i + 0.05, 0.02), 0.9, 0.9, fill=False, lw=3 if hit.ground_truth else 1,
+                                       edgecolor=colour))  # fmt: skip
+                tokens = "\n".join(textwrap.shorten(t, 14) for t in hit.ocr_tokens[:5]) or "(no OCR tokens)"
+                ax.text(left + i + 0.5, 0.85, f"#{i + 1} {hit.image_id}", ha="center", va="top", fontsize=7)
+                ax.text(left + i + 0.5, 0.7, tokens, ha="center", va="top", fontsize=7, family="monospace")
+    fig.suptitle("Top images per caption query (OCR tokens shown; green = ground truth)", y=1.0)
+    return fig

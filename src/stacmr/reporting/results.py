@@ -1,0 +1,124 @@
+"""The evaluated results a report is made of: per ablation and split, the metrics JSON written by `evaluate`, the
+provenance of its numbers (the MLflow run id of the ablation's training run, the DVC stage names), and the saved
+per-query ranks.
+
+Reads `<metrics>/<ablation>/<split>.json`, `<models>/<ablation>/mlflow_run.json` (optional: absent when tracking
+failed) and, on demand, `<ranks>/<ablation>/<split>.npz`: the layout dvc.yaml gives the train and evaluate stages.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stacmr.errors import StacmrError
+from stacmr.evaluation.metrics import RECALL_KEYS
+from stacmr.params import Params
+from stacmr.reporting.labels import family, train_data_label
+
+METRIC_KEYS = (*RECALL_KEYS, "rsum")
+RUN_FILE = "mlflow_run.json"  # written by the train stage beside the checkpoints
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """One ablation evaluated on one split."""
+
+    ablation: str
+    split: str
+    family: str
+    train_data: str
+    metrics: dict[str, Any]  # the metrics JSON: flat keys, `ci95: {key: [low, high]}`, `explicit: {...}`
+    run_id: str | None  # MLflow run of the ablation's training (the evaluation is mirrored into it)
+    tracking_uri: str | None
+
+    @property
+    def label(self) -> str:
+        return family(self.family).label
+
+    @property
+    def scene_text(self) -> bool:
+        return family(self.family).scene_text
+
+    @property
+    def method(self) -> str:
+        """Family and training data, e.g. "VSRN (full mix)": what a table row is."""
+        return f"{self.label} ({train_data_label(self.train_data)})"
+
+    @property
+    def stage(self) -> str:
+        return f"evaluate@{self.ablation}-{self.split}"
+
+    @property
+    def provenance(self) -> str:
+        run = f"MLflow run {self.run_id}" if self.run_id else "no MLflow run"
+        return f"{run}; DVC stages train@{self.ablation}, {self.stage}"
+
+    def value(self, key: str) -> float:
+        return float(self.metrics[key])
+
+    def ci(self, key: str) -> tuple[float, float]:
+        low, high = self.metrics["ci95"][key]
+        return float(low), float(high)
+
+
+@dataclass(frozen=True)
+class Results:
+    params: Params
+    evaluated: dict[tuple[str, str], Evaluated]  # (ablation, split) → result, in params order
+    ranks_dir: Path
+
+    def get(self, ablation: str, split: str) -> Evaluated | None:
+        return self.evaluated.get((ablation, split))
+
+    def ranks(self, ablation: str, split: str) -> dict[str, np.ndarray]:
+        """The per-query ranks saved by `evaluate`: i2t (N,), t2i (M,), t2i_top (M, k), explicit_*."""
+        path = self.ranks_dir / ablation / f"{split}.npz"
+        try:
+            with np.load(path) as saved:
+                return {key: saved[key] for key in saved.files}
+        except FileNotFoundError:
+            raise StacmrError(f"{path}: no ranks file (run `dvc repro evaluate@{ablation}-{split}`)") from None
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise StacmrError(f"{path}: not a readable ranks file ({exc})") from None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StacmrError(f"{path}: missing (run the stage that writes it: `dvc repro`)") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise StacmrError(f"{path}: not readable JSON ({exc})") from None
+
+
+def _check_metrics(path: Path, metrics: dict[str, Any]) -> None:
+    for key in METRIC_KEYS:
+        if not isinstance(metrics.get(key), int | float):
+            raise StacmrError(f"{path}: metric {key!r} missing or not a number")
+        ci = metrics.get("ci95", {}).get(key)
+        if not (isinstance(ci, list) and len(ci) == 2):
+            raise StacmrError(f"{path}: ci95.{key} missing or not a [low, high] pair")
+
+
+def load_results(params: Params, metrics_dir: Path, models_dir: Path, ranks_dir: Path) -> Results:
+    """Every (ablation, split) of `params.evaluate`, validated; a missing or malformed file is one StacmrError."""
+    evaluated = {}
+    for ablation in params.evaluate.ablations:
+        run_file = models_dir / ablation / RUN_FILE
+        run = _read_json(run_file) if run_file.exists() else {}
+        spec = params.ablations[ablation]
+        family(spec.family)  # an unlabelled family stops here, before any table is half made
+        for split in params.evaluate.splits:
+            path = metrics_dir / ablation / f"{split}.json"
+            metrics = _read_json(path)
+            _check_metrics(path, metrics)
+            evaluated[ablation, split] = Evaluated(
+                ablation, split, spec.family, spec.train_data, metrics, run.get("run_id"), run.get("uri")
+            )
+    return Results(params, evaluated, ranks_dir)

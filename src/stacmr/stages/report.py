@@ -1,0 +1,32 @@
+"""`report`: the paper artifact. Checks the claims (verdicts.md/.json), then executes the notebooks with papermill:
+they write the tables (Markdown, LaTeX, CSV) and figures (PNG, PDF), and are exported to HTML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stacmr.reporting.claims import load_claims, verify, write_verdicts
+from stacmr.reporting.notebooks import run_notebooks
+from stacmr.reporting.results import load_results
+from stacmr.stages.common import log, parser, start
+from stacmr.stages.verify import add_input_flags
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = parser("report", __doc__)
+    add_input_flags(p)
+    p.add_argument("--features", required=True, type=Path, help="feature stores (captions, OCR tokens)")
+    p.add_argument("--history", required=True, type=Path, help="training history CSVs (when MLflow has no run)")
+    p.add_argument("--notebooks", required=True, type=Path, help="folder of the report notebooks")
+    p.add_argument("--verdicts", required=True, type=Path, help="output folder of the claims verdicts")
+    p.add_argument("--tables", required=True, type=Path, help="output folder of the tables")
+    p.add_argument("--figures", required=True, type=Path, help="output folder of the figures")
+    p.add_argument("--executed", required=True, type=Path, help="output folder of executed notebooks and HTML")
+    args = p.parse_args(argv)
+    params = start("report", args)
+    results = load_results(params, args.metrics, args.models, args.ranks)
+    verdicts = verify(load_claims(args.claims), results, params.report)
+    write_verdicts(verdicts, results, params.report, args.verdicts)
+    inputs = ("params", "claims", "metrics", "models", "ranks", "features", "history", "tables", "figures")
+    pages = run_notebooks(args.notebooks, args.executed, {k: str(Path(getattr(args, k)).resolve()) for k in inputs})
+    log.info("report: %s", ", ".join(str(page) for page in pages))
