@@ -13,16 +13,19 @@ import numpy as np
 import torch
 
 from stacmr.evaluation.encode import Encoded, encode_store
+from stacmr.evaluation.finegrained import ranking_scores
 from stacmr.evaluation.metrics import ranks, summarize
-from stacmr.evaluation.ranking import dense_similarity
 from stacmr.evaluation.statistics import bootstrap_ci
 from stacmr.features.store import FeatureStore
 from stacmr.features.vocab import Vocabulary
 from stacmr.models import RetrievalModel
 
 
-def _report(enc: Encoded, max_block_bytes: int, resamples: int, seed: int) -> tuple[dict[str, Any], dict]:
-    i2t, t2i = ranks(dense_similarity(enc.img_emb, enc.cap_emb), len(enc.img_emb), enc.caption_image, max_block_bytes)
+def _report(
+    model: RetrievalModel, enc: Encoded, max_block_bytes: int, max_tile_bytes: int, resamples: int, seed: int
+) -> tuple[dict[str, Any], dict]:
+    scores = ranking_scores(model, enc, max_tile_bytes)
+    i2t, t2i = ranks(scores, len(enc.img_emb), enc.caption_image, max_block_bytes)
     return {**summarize(i2t, t2i), "ci95": bootstrap_ci(i2t, t2i, resamples, seed)}, {"i2t": i2t, "t2i": t2i}
 
 
@@ -33,15 +36,18 @@ def evaluate_split(
     max_words: int,
     device: torch.device,
     max_block_bytes: int,
+    max_tile_bytes: int,
     resamples: int,
     seed: int,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(metrics JSON content, ranks {"i2t", "t2i", "explicit_i2t", "explicit_t2i", "explicit_images"})."""
     enc = encode_store(model, store, vocab, max_words, device)
-    metrics, saved = _report(enc, max_block_bytes, resamples, seed)
+    metrics, saved = _report(model, enc, max_block_bytes, max_tile_bytes, resamples, seed)
     explicit = np.flatnonzero(store["explicit"][:])
     saved["explicit_images"] = explicit
     if len(explicit):
-        metrics["explicit"], sub = _report(enc.subset(explicit), max_block_bytes, resamples, seed)
+        metrics["explicit"], sub = _report(
+            model, enc.subset(explicit), max_block_bytes, max_tile_bytes, resamples, seed
+        )
         saved.update({f"explicit_{k}": v for k, v in sub.items()})
     return metrics, saved

@@ -12,17 +12,21 @@ from typing import Any, TypeVar
 from stacmr.models.base import RetrievalModel
 
 FAMILIES: dict[str, tuple[type, type[RetrievalModel]]] = {}
+LABELS: dict[str, str] = {}  # family → its name in report tables, when it differs from the family name
 
 M = TypeVar("M", bound=type[RetrievalModel])
 
 
-def register(family: str, config_cls: type) -> Callable[[M], M]:
-    """Class decorator: `@register("vsrn", VsrnConfig)` makes the model class buildable by its family name."""
+def register(family: str, config_cls: type, label: str | None = None) -> Callable[[M], M]:
+    """Class decorator: `@register("vsrn", VsrnConfig)` makes the model class buildable by its family name;
+    `label` names it in report tables."""
 
     def add(model_cls: M) -> M:
         if family in FAMILIES:
             raise ValueError(f"model family {family!r} is registered twice")
         FAMILIES[family] = (config_cls, model_cls)
+        if label is not None:
+            LABELS[family] = label
         return model_cls
 
     return add
@@ -33,6 +37,12 @@ def _entry(family: str) -> tuple[type, type[RetrievalModel]]:
         return FAMILIES[family]
     except KeyError:
         raise KeyError(f"unknown model family {family!r}; known families: {', '.join(sorted(FAMILIES))}") from None
+
+
+def family_label(family: str) -> str:
+    """How report tables name `family`: its label, else its name."""
+    _entry(family)
+    return LABELS.get(family, family)
 
 
 def config_class(family: str) -> type:
