@@ -66,7 +66,9 @@ def test_chan_gives_unit_sets_and_ignores_padding(family):
         torch.testing.assert_close(cap.mask.sum(dim=1), captions.lengths)
         sim = model.similarity(img, cap)
         garbled = garble_padding(images, captions)
-        torch.testing.assert_close(model.similarity(model.encode_images(garbled[0]), model.encode_captions(garbled[1])), sim)
+        torch.testing.assert_close(
+            model.similarity(model.encode_images(garbled[0]), model.encode_captions(garbled[1])), sim
+        )
 
 
 def test_chan_st_without_ocr_tokens_scores_as_chan():

@@ -321,7 +321,9 @@ def test_registry_builds_every_family_from_params_yaml(repo_params):
 
 
 def test_registry_unknown_family_and_wrong_config():
-    with pytest.raises(KeyError, match=r"unknown model family 'vsnr'; known families: chan, chan_st, dsve, starnet, vsrn"):
+    with pytest.raises(
+        KeyError, match=r"unknown model family 'vsnr'; known families: chan, chan_st, dsve, starnet, vsrn"
+    ):
         config_class("vsnr")
     with pytest.raises(KeyError, match="unknown model family"):
         build_model("vsnr", None, VOCAB, REGION_DIM, OCR_DIM, SLOTS)

@@ -82,7 +82,6 @@ class VectorSets:
         return VectorSets(self.emb.index_select(0, index), self.mask.index_select(0, index))
 
 
-
 def _shape(tensor: Tensor, dims: int, name: str) -> torch.Size:
     if tensor.dim() != dims:
         raise ValueError(f"{name}: expected {dims} dimensions, got shape {tuple(tensor.shape)}")

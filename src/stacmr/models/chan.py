@@ -52,9 +52,7 @@ class Chan(RetrievalModel):
         super().__init__()
         self.config = config
         self.region_fc = nn.Linear(region_dim, config.embed_dim)
-        self.region_attention = (
-            SelfAttentionBlock(config.embed_dim) if config.self_attention else None
-        )
+        self.region_attention = SelfAttentionBlock(config.embed_dim) if config.self_attention else None
         self.word_encoder = WordEncoder(vocab_size, config.word_dim, config.embed_dim)
 
     def encode_regions(self, images: ImageBatch) -> Tensor:
@@ -69,7 +67,9 @@ class Chan(RetrievalModel):
         return VectorSets(self.encode_regions(images), images.region_mask)
 
     def encode_captions(self, captions: CaptionBatch) -> VectorSets:
-        mask = torch.arange(captions.tokens.shape[1], device=captions.tokens.device)[None, :] < captions.lengths[:, None]
+        mask = (
+            torch.arange(captions.tokens.shape[1], device=captions.tokens.device)[None, :] < captions.lengths[:, None]
+        )
         return VectorSets(self.word_encoder(captions.tokens, captions.lengths), mask)
 
     def similarity(self, img_emb: VectorSets, cap_emb: VectorSets) -> Tensor:
@@ -109,9 +109,7 @@ class ChanStConfig(ChanConfig):
 class ChanSt(Chan):
     """CHAN with the OCR tokens as extra regions: sets of R + T vectors, masked by region count and OCR mask."""
 
-    def __init__(
-        self, config: ChanStConfig, *, vocab_size: int, region_dim: int, ocr_dim: int, ocr_slots: int
-    ) -> None:
+    def __init__(self, config: ChanStConfig, *, vocab_size: int, region_dim: int, ocr_dim: int, ocr_slots: int) -> None:
         super().__init__(config, vocab_size=vocab_size, region_dim=region_dim, ocr_dim=ocr_dim, ocr_slots=ocr_slots)
         self.ocr_fc = nn.Linear(ocr_dim, config.embed_dim)
 

@@ -54,7 +54,9 @@ def validate(
     explicit = np.flatnonzero(store["explicit"][:])
     if len(explicit):
         sub = enc.subset(explicit)
-        sub_metrics = summarize(*ranks(ranking_scores(model, sub, DEFAULT_TILE_BYTES), len(explicit), sub.caption_image))
+        sub_metrics = summarize(
+            *ranks(ranking_scores(model, sub, DEFAULT_TILE_BYTES), len(explicit), sub.caption_image)
+        )
         metrics.update({f"explicit_{k}": v for k, v in sub_metrics.items()})
     return metrics
 
