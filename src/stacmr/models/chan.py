@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from stacmr.features.vocab import UNK
+from stacmr.features.vocab import PAD, UNK
 from stacmr.models.alignment import hard_assignment_similarity
 from stacmr.models.base import CaptionBatch, ImageBatch, RetrievalModel, VectorSets, config_range
 from stacmr.models.layers import SelfAttentionBlock, WordEncoder, l2norm
@@ -87,7 +87,7 @@ class Chan(RetrievalModel):
         masked = torch.rand(tokens.shape, device=tokens.device) < self.config.token_mask
         return (
             dataclasses.replace(images, region_mask=mask & keep),
-            dataclasses.replace(captions, tokens=torch.where(masked & (tokens != 0), UNK, tokens)),
+            dataclasses.replace(captions, tokens=torch.where(masked & (tokens != PAD), UNK, tokens)),
         )
 
     def loss(
