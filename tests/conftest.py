@@ -30,8 +30,9 @@ def shrink(raw: dict) -> dict:
     tiny["trainset"]["chunk_images"] = 7
     tiny["train"].update(epochs=2, batch_size=16, lr_decay_every=1)
     small = {"embed_dim": 16, "word_dim": 8, "gcn_layers": 1, "caption_hidden": 16, "caption_word_dim": 8}
-    for family, config in tiny["models"].items():
-        config.update(small, **({"text_gcn_layers": 1} if family == "starnet" else {}))
+    for config in tiny["models"].values():
+        config.update({key: value for key, value in small.items() if key in config})
+        config.update({key: 1 for key in ("text_gcn_layers", "weldon_k") if key in config})
     return tiny
 
 

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from stacmr.losses import hinge_triplet
-from stacmr.models import FAMILIES, CaptionBatch, ImageBatch, RetrievalModel, build_model, config_class
+from stacmr.models import FAMILIES, CaptionBatch, ImageBatch, RetrievalModel, VectorSets, build_model, config_class
 from stacmr.models.layers import GraphReasoning, MaskedBatchNorm1d, l2norm, teacher_forcing
 
 VOCAB, REGION_DIM, OCR_DIM, SLOTS = 20, 10, 6, 4
@@ -310,16 +310,20 @@ def test_starnet_refuses_a_batch_with_other_slot_count():
 
 
 def test_registry_builds_every_family_from_params_yaml(repo_params):
-    assert set(FAMILIES) == {"vsrn", "starnet"}
+    assert set(FAMILIES) == {"vsrn", "starnet", "chan", "chan_st", "dsve"}
     for family, settings in repo_params["models"].items():
-        config = config_class(family)(**{**settings, "embed_dim": 16, "word_dim": 8, "caption_hidden": 12})
+        small = {k: v for k, v in {"embed_dim": 16, "word_dim": 8, "caption_hidden": 12}.items() if k in settings}
+        config = config_class(family)(**{**settings, **small})
         model = build_model(family, config, VOCAB, REGION_DIM, OCR_DIM, SLOTS)
         assert isinstance(model, FAMILIES[family][1])
-        assert model.encode_images(make_images()).shape == (4, 16)
+        img_emb = model.encode_images(make_images())
+        assert (img_emb.emb if isinstance(img_emb, VectorSets) else img_emb).shape[-1] == 16
 
 
 def test_registry_unknown_family_and_wrong_config():
-    with pytest.raises(KeyError, match=r"unknown model family 'vsnr'; known families: starnet, vsrn"):
+    with pytest.raises(
+        KeyError, match=r"unknown model family 'vsnr'; known families: chan, chan_st, dsve, starnet, vsrn"
+    ):
         config_class("vsnr")
     with pytest.raises(KeyError, match="unknown model family"):
         build_model("vsnr", None, VOCAB, REGION_DIM, OCR_DIM, SLOTS)

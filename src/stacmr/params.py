@@ -229,6 +229,7 @@ class EvaluateParams:
     ablations: tuple[str, ...]  # which ablations the `evaluate` stages cover (keys of `ablations`)
     splits: tuple[str, ...]  # CTC splits to evaluate on: dev = CTC-1K, test = CTC-5K
     max_block_mb: int = _range(1, 65536)  # memory bound of one similarity block (the 5K × 25K matrix is never whole)
+    finegrained_tile_mb: int = _range(1, 65536)  # memory bound of one fine-grained tile (word-region products)
     bootstrap_resamples: int = _range(10)  # resamples of the queries for the 95% confidence intervals
     seed: int = _range(0)  # bootstrap seed
     top_k: int = _range(1, 100)  # best images kept per caption in the ranks file (the qualitative figure's top-5)

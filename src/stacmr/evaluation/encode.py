@@ -1,7 +1,9 @@
 """Encode every image and caption of a feature store with a model, batch by batch, without gradients.
 
-Returns float32 numpy arrays: image embeddings (N, E), caption embeddings (N·C, E), and `caption_image` (N·C,), the
-image of each caption (image-major: caption j belongs to image j // C).
+Returns image embeddings (N, E), caption embeddings (N·C, E) as float32 numpy arrays, and `caption_image` (N·C,),
+the image of each caption (image-major: caption j belongs to image j // C). A fine-grained family's embeddings are
+`VectorSets` instead (images (N, R, E), captions (N·C, L, E), padded to the longest set), kept on the model's device
+for `stacmr.evaluation.finegrained` to score there.
 """
 
 from __future__ import annotations
@@ -10,24 +12,41 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from stacmr.features.store import FeatureStore
 from stacmr.features.vocab import Vocabulary
-from stacmr.models import RetrievalModel
+from stacmr.models import RetrievalModel, VectorSets
 from stacmr.training.batches import read_captions, read_images
 
 
 @dataclass(frozen=True)
 class Encoded:
-    img_emb: np.ndarray  # (N, E)
-    cap_emb: np.ndarray  # (N·C, E)
+    img_emb: np.ndarray | VectorSets  # (N, E), or N sets (N, R, E)
+    cap_emb: np.ndarray | VectorSets  # (N·C, E), or N·C sets (N·C, L, E)
     caption_image: np.ndarray  # (N·C,) int64
 
     def subset(self, images: np.ndarray) -> Encoded:
         """The given images (sorted indices) with their captions, re-indexed from 0."""
         caps = np.flatnonzero(np.isin(self.caption_image, images))
         remapped = np.searchsorted(images, self.caption_image[caps])
-        return Encoded(self.img_emb[images], self.cap_emb[caps], remapped)
+        return Encoded(_take(self.img_emb, images), _take(self.cap_emb, caps), remapped)
+
+
+def _take(emb: np.ndarray | VectorSets, index: np.ndarray) -> np.ndarray | VectorSets:
+    if isinstance(emb, VectorSets):
+        return emb.take(torch.from_numpy(index).to(emb.emb.device))
+    return emb[index]
+
+
+def _join(parts: list[torch.Tensor | VectorSets]) -> np.ndarray | VectorSets:
+    """Batches' embeddings as one array, or one `VectorSets` padded to the longest set (left on the device)."""
+    if not isinstance(parts[0], VectorSets):
+        return np.concatenate([p.float().cpu().numpy() for p in parts])
+    longest = max(p.emb.shape[1] for p in parts)
+    emb = torch.cat([F.pad(p.emb.float(), (0, 0, 0, longest - p.emb.shape[1])) for p in parts])
+    mask = torch.cat([F.pad(p.mask, (0, longest - p.mask.shape[1])) for p in parts])
+    return VectorSets(emb, mask)
 
 
 @torch.no_grad()
@@ -46,11 +65,11 @@ def encode_store(
         img_parts, cap_parts = [], []
         for start in range(0, n, batch_size):
             rows = np.arange(start, min(start + batch_size, n))
-            img_parts.append(model.encode_images(read_images(store, rows).to(device)).float().cpu().numpy())
+            img_parts.append(model.encode_images(read_images(store, rows).to(device)))
         for start in range(0, n * c, batch_size):
             rows = np.arange(start, min(start + batch_size, n * c))
             captions = read_captions(store, rows, vocab, max_words).to(device)
-            cap_parts.append(model.encode_captions(captions).float().cpu().numpy())
+            cap_parts.append(model.encode_captions(captions))
     finally:
         model.train(was_training)
-    return Encoded(np.concatenate(img_parts), np.concatenate(cap_parts), np.arange(n * c) // c)
+    return Encoded(_join(img_parts), _join(cap_parts), np.arange(n * c) // c)

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from stacmr.evaluation.encode import Encoded, encode_store
+from stacmr.evaluation.finegrained import ranking_scores
 from stacmr.evaluation.metrics import ranks, summarize
-from stacmr.evaluation.ranking import dense_similarity
 from stacmr.evaluation.statistics import bootstrap_ci
 from stacmr.features.store import FeatureStore
 from stacmr.features.vocab import Vocabulary
@@ -22,12 +22,18 @@ from stacmr.models import RetrievalModel
 
 
 def _report(
-    enc: Encoded, max_block_bytes: int, resamples: int, seed: int, top_k: int = 0
+    model: RetrievalModel,
+    enc: Encoded,
+    max_block_bytes: int,
+    max_tile_bytes: int,
+    resamples: int,
+    seed: int,
+    top_k: int = 0,
 ) -> tuple[dict[str, Any], dict]:
     n_images = len(enc.img_emb)
     top = np.empty((len(enc.caption_image), min(top_k, n_images)), dtype=np.int64) if top_k else None
-    similarity = dense_similarity(enc.img_emb, enc.cap_emb)
-    i2t, t2i = ranks(similarity, n_images, enc.caption_image, max_block_bytes, top)
+    scores = ranking_scores(model, enc, max_tile_bytes)
+    i2t, t2i = ranks(scores, n_images, enc.caption_image, max_block_bytes, top)
     saved = {"i2t": i2t, "t2i": t2i} | ({"t2i_top": top} if top is not None else {})
     return {**summarize(i2t, t2i), "ci95": bootstrap_ci(i2t, t2i, resamples, seed)}, saved
 
@@ -39,6 +45,7 @@ def evaluate_split(
     max_words: int,
     device: torch.device,
     max_block_bytes: int,
+    max_tile_bytes: int,
     resamples: int,
     seed: int,
     top_k: int,
@@ -46,10 +53,12 @@ def evaluate_split(
     """(metrics JSON content, ranks {"i2t", "t2i", "t2i_top" (n_captions, top_k) image indices best first,
     "explicit_i2t", "explicit_t2i", "explicit_images"})."""
     enc = encode_store(model, store, vocab, max_words, device)
-    metrics, saved = _report(enc, max_block_bytes, resamples, seed, top_k)
+    metrics, saved = _report(model, enc, max_block_bytes, max_tile_bytes, resamples, seed, top_k)
     explicit = np.flatnonzero(store["explicit"][:])
     saved["explicit_images"] = explicit
     if len(explicit):
-        metrics["explicit"], sub = _report(enc.subset(explicit), max_block_bytes, resamples, seed)
+        metrics["explicit"], sub = _report(
+            model, enc.subset(explicit), max_block_bytes, max_tile_bytes, resamples, seed
+        )
         saved.update({f"explicit_{k}": v for k, v in sub.items()})
     return metrics, saved

@@ -1,7 +1,9 @@
 """What every model family takes and gives: the image and caption batches, and the `RetrievalModel` interface.
 
 A family encodes images (regions + OCR tokens + their masks) and captions into one joint space, scores every
-image against every caption, and computes its training loss from a batch of matching pairs. The training loop,
+image against every caption, and computes its training loss from a batch of matching pairs. Dense families give one
+vector per item (cosine similarity); fine-grained families (CHAN) give a set of vectors per item (`VectorSets`:
+regions, words) and their own `similarity` of two sets. The training loop,
 the evaluation and the checkpoints only see this interface (DESIGN.md, models). Family configs are frozen
 dataclasses whose numeric fields carry bounds (`config_range`) that `stacmr.params` checks.
 """
@@ -65,6 +67,21 @@ class CaptionBatch:
         return CaptionBatch(tokens=self.tokens.to(device), lengths=self.lengths.to(device))
 
 
+@dataclass(frozen=True)
+class VectorSets:
+    """B sets of P unit vectors each (image regions, or caption words), padded to a common P."""
+
+    emb: Tensor  # (B, P, E) float32, zero at padded slots
+    mask: Tensor  # (B, P) bool, True = real; at least one per set
+
+    def __len__(self) -> int:
+        return self.emb.shape[0]
+
+    def take(self, index: Tensor) -> VectorSets:
+        """The sets at `index` (B',) int64, on the same device."""
+        return VectorSets(self.emb.index_select(0, index), self.mask.index_select(0, index))
+
+
 def _shape(tensor: Tensor, dims: int, name: str) -> torch.Size:
     if tensor.dim() != dims:
         raise ValueError(f"{name}: expected {dims} dimensions, got shape {tuple(tensor.shape)}")
@@ -82,16 +99,22 @@ class RetrievalModel(nn.Module, abc.ABC):
     """An image-caption retrieval model: two encoders into one joint space, a similarity, a training loss."""
 
     @abc.abstractmethod
-    def encode_images(self, images: ImageBatch) -> Tensor:
-        """(B, E) l2-normalised image embeddings."""
+    def encode_images(self, images: ImageBatch) -> Tensor | VectorSets:
+        """(B, E) l2-normalised image embeddings, or B sets of unit vectors for a fine-grained family."""
 
     @abc.abstractmethod
-    def encode_captions(self, captions: CaptionBatch) -> Tensor:
-        """(B, E) l2-normalised caption embeddings."""
+    def encode_captions(self, captions: CaptionBatch) -> Tensor | VectorSets:
+        """(B, E) l2-normalised caption embeddings, or B sets of unit vectors for a fine-grained family."""
 
-    def similarity(self, img_emb: Tensor, cap_emb: Tensor) -> Tensor:
-        """Cosine similarity (the embeddings are unit vectors): (Bi, E) × (Bc, E) → (Bi, Bc)."""
+    def similarity(self, img_emb: Tensor | VectorSets, cap_emb: Tensor | VectorSets) -> Tensor:
+        """Cosine similarity (the embeddings are unit vectors): (Bi, E) × (Bc, E) → (Bi, Bc). Fine-grained
+        families override it for their sets."""
         return img_emb @ cap_emb.T
+
+    def hinge(self, margin: float, max_violation: bool) -> tuple[float, bool]:
+        """(margin, max_violation) of this family's hinge loss, given the `train` params' ones. Families whose
+        published loss fixes them (CHAN: 0.05, DSVE: 0.2 hardest negative) take theirs from their config."""
+        return margin, max_violation
 
     @abc.abstractmethod
     def loss(

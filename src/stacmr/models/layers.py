@@ -1,5 +1,5 @@
-"""Layers shared by the VSRN-style families: normalisation, masked pooling, graph reasoning, the caption GRU encoder
-and VSRN's attention GRU caption decoder.
+"""Layers shared by the model families: normalisation, masked pooling, graph reasoning, the caption GRU encoder,
+VSRN's attention GRU caption decoder, CHAN's per-word BiGRU and region self-attention, and DSVE's WELDON pooling.
 
 Masks are bool, True = real. Padding never reaches a real output: graph blocks do not attend to padded nodes, batch
 statistics are taken over real entries only, and pooling divides by the real count. Everything is device-agnostic.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from stacmr.features.vocab import END, PAD, START
 
@@ -160,3 +160,51 @@ class CaptionDecoder(nn.Module):
             hidden = self.cell(torch.cat([words[:, step], context], dim=-1), hidden)
             states.append(hidden)
         return self.out(self.dropout(torch.stack(states, dim=1)))
+
+
+class WordEncoder(nn.Module):
+    """Caption → one unit vector per word (CHAN's BiGRU text encoder): word embedding, bidirectional GRU, the forward
+    and backward states of each word averaged, l2-norm. tokens (B, L), lengths (B,) → (B, L, E), zero past a
+    caption's length."""
+
+    def __init__(self, vocab_size: int, word_dim: int, embed_dim: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, word_dim, padding_idx=PAD)
+        self.gru = nn.GRU(word_dim, embed_dim, batch_first=True, bidirectional=True)
+        with torch.no_grad():
+            nn.init.uniform_(self.embed.weight, -0.1, 0.1)
+            self.embed.weight[PAD].zero_()
+
+    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        packed = pack_padded_sequence(self.embed(tokens), lengths.cpu(), batch_first=True, enforce_sorted=False)
+        states, _ = pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=tokens.shape[1])
+        forward, backward = states.chunk(2, dim=-1)
+        return l2norm((forward + backward) / 2)
+
+
+class SelfAttentionBlock(nn.Module):
+    """One pre-norm residual single-head self-attention block over a set: x + Attention(LN(x)), padded slots never
+    attended to. x (B, N, E), mask (B, N) with at least one real slot per row → (B, N, E)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.attention = nn.MultiheadAttention(dim, 1, batch_first=True)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        y = self.norm(x)
+        return x + self.attention(y, y, y, key_padding_mask=~mask, need_weights=False)[0]
+
+
+def weldon_pool(x: Tensor, mask: Tensor, k: int) -> Tensor:
+    """WELDON pooling over a set (Durand et al. CVPR 2016; DSVE's spatial pooling): per channel, the mean of the k
+    highest plus the mean of the k lowest real activations (k capped at each row's real count).
+    x (B, N, H), mask (B, N) with at least one real slot per row → (B, H)."""
+    k = min(k, x.shape[1])
+    real = mask[..., None]
+    top = torch.where(real, x, float("-inf")).topk(k, dim=1).values  # (B, k, H), real values first
+    bottom = torch.where(real, x, float("inf")).topk(k, dim=1, largest=False).values
+    count = mask.sum(dim=1).clamp(max=k)  # (B,)
+    kept = (torch.arange(k, device=x.device)[None, :] < count[:, None])[..., None]  # (B, k, 1)
+    total = torch.where(kept, top, 0).sum(dim=1) + torch.where(kept, bottom, 0).sum(dim=1)
+    return total / count[:, None].to(x.dtype)

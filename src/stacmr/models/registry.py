@@ -17,7 +17,8 @@ M = TypeVar("M", bound=type[RetrievalModel])
 
 
 def register(family: str, config_cls: type) -> Callable[[M], M]:
-    """Class decorator: `@register("vsrn", VsrnConfig)` makes the model class buildable by its family name."""
+    """Class decorator: `@register("vsrn", VsrnConfig)` makes the model class buildable by its family name (report
+    tables name families in `stacmr.reporting.labels`)."""
 
     def add(model_cls: M) -> M:
         if family in FAMILIES:

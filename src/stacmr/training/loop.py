@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from stacmr.atomic import write_text
 from stacmr.evaluation.encode import encode_store
+from stacmr.evaluation.finegrained import DEFAULT_TILE_BYTES, ranking_scores
 from stacmr.evaluation.metrics import ranks, summarize
-from stacmr.evaluation.ranking import dense_similarity
 from stacmr.features.store import FeatureStore
 from stacmr.features.vocab import Vocabulary
 from stacmr.losses import hinge_triplet
@@ -49,11 +49,14 @@ def validate(
 ) -> dict[str, float]:
     """Metrics on the whole split and, prefixed `explicit_`, on its explicit images (with their captions)."""
     enc = encode_store(model, store, vocab, max_words, device)
-    metrics = summarize(*ranks(dense_similarity(enc.img_emb, enc.cap_emb), len(enc.img_emb), enc.caption_image))
+    scores = ranking_scores(model, enc, DEFAULT_TILE_BYTES)
+    metrics = summarize(*ranks(scores, len(enc.img_emb), enc.caption_image))
     explicit = np.flatnonzero(store["explicit"][:])
     if len(explicit):
         sub = enc.subset(explicit)
-        sub_metrics = summarize(*ranks(dense_similarity(sub.img_emb, sub.cap_emb), len(explicit), sub.caption_image))
+        sub_metrics = summarize(
+            *ranks(ranking_scores(model, sub, DEFAULT_TILE_BYTES), len(explicit), sub.caption_image)
+        )
         metrics.update({f"explicit_{k}": v for k, v in sub_metrics.items()})
     return metrics
 
@@ -117,8 +120,9 @@ def fit(
         lr = optimizer.param_groups[0]["lr"]
         # hardest negatives from the start can collapse every embedding onto one point (the loss sticks at
         # 2·B·margin); a warm-up on the sum over negatives avoids it (VSE∞; CHAN's one warm-up epoch)
-        hardest = params.max_violation and epoch >= params.warmup_epochs
-        criterion = functools.partial(hinge_triplet, margin=params.margin, max_violation=hardest)
+        margin, max_violation = model.hinge(params.margin, params.max_violation)
+        hardest = max_violation and epoch >= params.warmup_epochs
+        criterion = functools.partial(hinge_triplet, margin=margin, max_violation=hardest)
         sums: dict[str, float] = {}
         batches = training_batches(train_store, vocab, params.batch_size, params.seed, epoch, params.max_caption_words)
         bar = tqdm(batches, total=steps, desc=f"epoch {epoch + 1}/{params.epochs}", unit="batch")
