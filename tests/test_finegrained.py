@@ -126,11 +126,13 @@ class _SetModel(torch.nn.Module):
         return _score(img, cap)
 
 
-def test_ranks_of_the_sharded_scores_equal_ranks_of_the_dense_matrix():
+@pytest.mark.parametrize("matrix_bytes", [1 << 20, 1])  # the (N, M) matrix held; too big: blocks per direction
+def test_ranks_of_the_sharded_scores_equal_ranks_of_the_dense_matrix(matrix_bytes):
     img, cap = random_sets(10, 5, 8, seed=8), random_sets(50, 4, 8, seed=9)
     caption_image = np.arange(50) // 5
     enc = Encoded(img, cap, caption_image)
-    scores = ranking_scores(_SetModel(), enc, 2048)
+    scores = ranking_scores(_SetModel(), enc, 2048, matrix_bytes)
+    assert isinstance(scores, np.ndarray) == (matrix_bytes > 1)
     expected = ranks(_score(img, cap).numpy(), 10, caption_image)
     for got, want in zip(ranks(scores, 10, caption_image, 1024), expected, strict=True):
         np.testing.assert_array_equal(got, want)

@@ -230,6 +230,8 @@ class EvaluateParams:
     splits: tuple[str, ...]  # CTC splits to evaluate on: dev = CTC-1K, test = CTC-5K
     max_block_mb: int = _range(1, 65536)  # memory bound of one similarity block (the 5K × 25K matrix is never whole)
     finegrained_tile_mb: int = _range(1, 65536)  # memory bound of one fine-grained tile (word-region products)
+    # a fine-grained family's (N, M) score matrix is held when it fits, else each rank direction computes its blocks
+    finegrained_matrix_mb: int = _range(1, 1 << 20)
     bootstrap_resamples: int = _range(10)  # resamples of the queries for the 95% confidence intervals
     seed: int = _range(0)  # bootstrap seed
     top_k: int = _range(1, 100)  # best images kept per caption in the ranks file (the qualitative figure's top-5)

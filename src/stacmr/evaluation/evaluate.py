@@ -26,13 +26,14 @@ def _report(
     enc: Encoded,
     max_block_bytes: int,
     max_tile_bytes: int,
+    max_matrix_bytes: int,
     resamples: int,
     seed: int,
     top_k: int = 0,
 ) -> tuple[dict[str, Any], dict]:
     n_images = len(enc.img_emb)
     top = np.empty((len(enc.caption_image), min(top_k, n_images)), dtype=np.int64) if top_k else None
-    scores = ranking_scores(model, enc, max_tile_bytes)
+    scores = ranking_scores(model, enc, max_tile_bytes, max_matrix_bytes)
     i2t, t2i = ranks(scores, n_images, enc.caption_image, max_block_bytes, top)
     saved = {"i2t": i2t, "t2i": t2i} | ({"t2i_top": top} if top is not None else {})
     return {**summarize(i2t, t2i), "ci95": bootstrap_ci(i2t, t2i, resamples, seed)}, saved
@@ -46,6 +47,7 @@ def evaluate_split(
     device: torch.device,
     max_block_bytes: int,
     max_tile_bytes: int,
+    max_matrix_bytes: int,
     resamples: int,
     seed: int,
     top_k: int,
@@ -53,12 +55,12 @@ def evaluate_split(
     """(metrics JSON content, ranks {"i2t", "t2i", "t2i_top" (n_captions, top_k) image indices best first,
     "explicit_i2t", "explicit_t2i", "explicit_images"})."""
     enc = encode_store(model, store, vocab, max_words, device)
-    metrics, saved = _report(model, enc, max_block_bytes, max_tile_bytes, resamples, seed, top_k)
+    metrics, saved = _report(model, enc, max_block_bytes, max_tile_bytes, max_matrix_bytes, resamples, seed, top_k)
     explicit = np.flatnonzero(store["explicit"][:])
     saved["explicit_images"] = explicit
     if len(explicit):
         metrics["explicit"], sub = _report(
-            model, enc.subset(explicit), max_block_bytes, max_tile_bytes, resamples, seed
+            model, enc.subset(explicit), max_block_bytes, max_tile_bytes, max_matrix_bytes, resamples, seed
         )
         saved.update({f"explicit_{k}": v for k, v in sub.items()})
     return metrics, saved

@@ -4,9 +4,10 @@ computed once in tiles of bounded memory.
 Fine-grained embeddings (`VectorSets`: images (N, R, E), captions (M, L, E)) stay on the device they were encoded
 on, once; a tile gathers only its own images (a, R, E) and captions (b, L, E), never a copy of the whole gallery.
 A tile's working set is its (a·R) × (b·L) float32 word-region products, at most `max_tile_bytes`; its (a, b) scores
-come back to the host as float32. Each score costs R·L·E multiply-adds, so the scores are computed once into an
-(N, M) float32 host matrix (4·N·M bytes: 20 MB for CTC-1K, 500 MB for CTC-5K's 5,000 × 25,000) that both rank
-directions read, rather than once per direction through the block plug of `ranking.py`.
+come back to the host as float32. Each score costs R·L·E multiply-adds, so when the (N, M) float32 host matrix fits
+in `max_matrix_bytes` (4·N·M bytes: 20 MB for CTC-1K, 500 MB for CTC-5K's 5,000 × 25,000) the scores are computed
+once into it and both rank directions read it. A larger gallery goes through the block plug of `ranking.py` instead:
+each direction computes its own blocks (twice the work), and memory stays bounded whatever the gallery size.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from stacmr.evaluation.ranking import Similarity, dense_similarity
 from stacmr.models import RetrievalModel, VectorSets
 
 DEFAULT_TILE_BYTES = 64 << 20
+DEFAULT_MATRIX_BYTES = 2048 << 20
 
 
 def tile_shape(regions: int, words: int, rows: int, max_tile_bytes: int) -> tuple[int, int]:
@@ -55,9 +57,13 @@ def sharded_similarity(
     return block
 
 
-def ranking_scores(model: RetrievalModel, enc: Encoded, max_tile_bytes: int) -> Similarity | np.ndarray:
-    """What `metrics.ranks` takes for `enc`: dense cosine blocks, or a fine-grained family's (N, M) score matrix."""
+def ranking_scores(
+    model: RetrievalModel, enc: Encoded, max_tile_bytes: int, max_matrix_bytes: int = DEFAULT_MATRIX_BYTES
+) -> Similarity | np.ndarray:
+    """What `metrics.ranks` takes for `enc`: dense cosine blocks, or a fine-grained family's (N, M) score matrix
+    when it fits in `max_matrix_bytes`, else its tiled blocks."""
     if isinstance(enc.img_emb, VectorSets):
         block = sharded_similarity(model.similarity, enc.img_emb, enc.cap_emb, max_tile_bytes)
-        return block(np.arange(len(enc.img_emb)), np.arange(len(enc.cap_emb)))
+        n, m = len(enc.img_emb), len(enc.cap_emb)
+        return block(np.arange(n), np.arange(m)) if 4 * n * m <= max_matrix_bytes else block
     return dense_similarity(enc.img_emb, enc.cap_emb)

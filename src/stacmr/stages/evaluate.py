@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     with FeatureStore(store_file(args.features, f"ctc/{args.split}")) as store:
         metrics, ranks = evaluate_split(
             model, store, vocab, state["spec"]["train"]["max_caption_words"], device,
-            e.max_block_mb << 20, e.finegrained_tile_mb << 20, e.bootstrap_resamples, e.seed, e.top_k,
+            e.max_block_mb << 20, e.finegrained_tile_mb << 20, e.finegrained_matrix_mb << 20,
+            e.bootstrap_resamples, e.seed, e.top_k,
         )  # fmt: skip
     metrics = {"ablation": args.ablation, "split": args.split, "checkpoint_epoch": state["epoch"], **metrics}
     write_text(args.metrics, json.dumps(metrics, indent=2) + "\n")
