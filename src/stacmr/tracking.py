@@ -33,6 +33,9 @@ from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 
 log = logging.getLogger("stacmr")
 
+EXPERIMENT = "stacmr"  # one MLflow experiment for the project (DESIGN.md, tracking)
+RUN_FILE = "mlflow_run.json"  # beside an ablation's checkpoints: {"run_id", "uri"} of its MLflow run
+
 
 def repo_root() -> Path:
     """The project root: `$DVC_ROOT` (set by DVC in every stage), else the nearest parent of the cwd holding

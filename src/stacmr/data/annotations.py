@@ -23,6 +23,7 @@ from typing import Any
 
 from stacmr.atomic import write_text
 from stacmr.errors import StacmrError
+from stacmr.jsonfile import read_json
 
 ANNOTATIONS_FILE = "annotations.json"
 
@@ -75,12 +76,7 @@ def read_annotation_info(path: str | os.PathLike) -> dict[str, Any]:
 def read_annotations(path: str | os.PathLike) -> dict[tuple[str, str], ImageAnnotation]:
     """Read an annotation JSON into {(split, image id): annotation}; fails naming the file and the bad field."""
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StacmrError(f"{path}: annotation file is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise StacmrError(f"{path}: not valid JSON ({exc})") from None
+    doc = read_json(path, "annotation file")
     images = doc.get("images") if isinstance(doc, dict) else None
     if not isinstance(images, list):
         raise StacmrError(f"{path}: field 'images': expected a list of image entries")

@@ -9,7 +9,6 @@ decimal COCO id, whether a file writes 57870, "57870" or "COCO_train2014_0000000
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from stacmr.errors import StacmrError
+from stacmr.jsonfile import read_json
 
 _TRAILING_NUMBER = re.compile(r"(\d+)(?:\.\w+)?$")
 
@@ -44,12 +44,7 @@ class CocoImage:
 def read_coco_captions(path: str | os.PathLike) -> dict[str, CocoImage]:
     """{COCO id: image with its captions}, for every image that has at least one caption in the file."""
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StacmrError(f"{path}: COCO captions file is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise StacmrError(f"{path}: not valid JSON ({exc})") from None
+    doc = read_json(path, "COCO captions file")
     annotations = doc.get("annotations") if isinstance(doc, dict) else None
     if not isinstance(annotations, list):
         raise StacmrError(f"{path}: field 'annotations': expected the list of COCO captions")
@@ -84,12 +79,7 @@ def read_ctc_images(path: str | os.PathLike) -> dict[str, CocoImage]:
     parsed from `file_name` or `coco_url`) and, optionally, `file_name`, `coco_url`, `width`, `height`; other fields
     are ignored."""
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StacmrError(f"{path}: CTC annotation file is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise StacmrError(f"{path}: not valid JSON ({exc})") from None
+    doc = read_json(path, "CTC annotation file")
     entries = doc.get("images") if isinstance(doc, dict) else None
     if not isinstance(entries, list):
         raise StacmrError(f"{path}: field 'images': expected the list of CTC images")

@@ -21,6 +21,7 @@ from typing import Any
 
 from stacmr.data.coco import coco_image_id
 from stacmr.errors import StacmrError
+from stacmr.jsonfile import read_json
 
 
 def _kept(ann: dict) -> str | None:
@@ -48,10 +49,7 @@ def _annotations(path: Path) -> Iterator[tuple[Any, dict]]:
                 for ann in doc.get("annotations") or []:
                     yield doc.get("image_id"), ann
         return
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise StacmrError(f"{path}: not valid JSON ({exc})") from None
+    doc = read_json(path, "COCO-Text file")
     anns = doc.get("anns") if isinstance(doc, dict) else None
     if not isinstance(anns, dict):
         raise StacmrError(f"{path}: field 'anns': expected COCO-Text's mapping of annotation id → annotation")

@@ -3,20 +3,15 @@ the images before any extraction starts."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from stacmr.errors import StacmrError
+from stacmr.jsonfile import read_json
 
 
 def read_captions(path: Path, image_ids: list[str], captions_per_image: int) -> dict[str, list[str]]:
     """The captions of `image_ids`; each needs exactly `captions_per_image` single-line, non-empty captions."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StacmrError(f"{path}: captions file is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise StacmrError(f"{path}: not valid JSON ({exc})") from None
+    doc = read_json(path, "captions file")
     if not isinstance(doc, dict):
         raise StacmrError(f"{path}: expected an object {{image id: [captions]}}")
     for image_id in image_ids:

@@ -8,7 +8,6 @@ failed) and, on demand, `<ranks>/<ablation>/<split>.npz`: the layout dvc.yaml gi
 
 from __future__ import annotations
 
-import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +17,12 @@ import numpy as np
 
 from stacmr.errors import StacmrError
 from stacmr.evaluation.metrics import RECALL_KEYS
+from stacmr.jsonfile import read_json
 from stacmr.params import Params
 from stacmr.reporting.labels import family, train_data_label
+from stacmr.tracking import RUN_FILE
 
 METRIC_KEYS = (*RECALL_KEYS, "rsum")
-RUN_FILE = "mlflow_run.json"  # written by the train stage beside the checkpoints
 
 
 @dataclass(frozen=True)
@@ -88,15 +88,6 @@ class Results:
             raise StacmrError(f"{path}: not a readable ranks file ({exc})") from None
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise StacmrError(f"{path}: missing (run the stage that writes it: `dvc repro`)") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise StacmrError(f"{path}: not readable JSON ({exc})") from None
-
-
 def _check_metrics(path: Path, metrics: dict[str, Any]) -> None:
     for key in METRIC_KEYS:
         if not isinstance(metrics.get(key), int | float):
@@ -111,12 +102,12 @@ def load_results(params: Params, metrics_dir: Path, models_dir: Path, ranks_dir:
     evaluated = {}
     for ablation in params.evaluate.ablations:
         run_file = models_dir / ablation / RUN_FILE
-        run = _read_json(run_file) if run_file.exists() else {}
+        run = read_json(run_file, "MLflow run record") if run_file.exists() else {}
         spec = params.ablations[ablation]
         family(spec.family)  # an unlabelled family stops here, before any table is half made
         for split in params.evaluate.splits:
             path = metrics_dir / ablation / f"{split}.json"
-            metrics = _read_json(path)
+            metrics = read_json(path, "metrics file (`dvc repro` writes it)")
             _check_metrics(path, metrics)
             evaluated[ablation, split] = Evaluated(
                 ablation, split, spec.family, spec.train_data, metrics, run.get("run_id"), run.get("uri")

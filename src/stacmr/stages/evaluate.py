@@ -13,8 +13,7 @@ from stacmr.errors import StacmrError
 from stacmr.evaluation.evaluate import evaluate_split
 from stacmr.features.store import FeatureStore, store_file
 from stacmr.stages.common import log, parser, start
-from stacmr.stages.train import EXPERIMENT, RUN_FILE
-from stacmr.tracking import Tracker
+from stacmr.tracking import EXPERIMENT, RUN_FILE, Tracker
 from stacmr.training.checkpoint import load_checkpoint, rebuild_model
 from stacmr.training.device import resolve_device
 

@@ -20,12 +20,10 @@ from stacmr.features.vocab import Vocabulary
 from stacmr.models import build_model
 from stacmr.params import params_dict
 from stacmr.stages.common import log, parser, start
-from stacmr.tracking import Tracker, extraction_tags, provenance_tags
+from stacmr.tracking import EXPERIMENT, RUN_FILE, Tracker, extraction_tags, provenance_tags
 from stacmr.training.device import resolve_device
 from stacmr.training.loop import RunSpec, fit, selection_score
 
-EXPERIMENT = "stacmr"
-RUN_FILE = "mlflow_run.json"
 VALIDATION = "ctc/val"
 
 
