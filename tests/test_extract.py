@@ -26,13 +26,13 @@ FILTER = OcrFilterParams(engine="rapidocr", min_confidence=0.5, min_length=2, ma
 
 def _rendered(tmp_path: Path, images: int = 4, seed: int = 3) -> tuple[Path, dict]:
     folder = tmp_path / "rendered"
-    truth = render_set(RenderedParams(seed=seed, images=images, size=(320, 240)), 5, folder)
+    truth = render_set(RenderedParams(seed=seed, images=images, size=(320, 240), blur_radii=(0.0,)), 5, folder)
     return folder, truth
 
 
 def test_rendered_set_is_deterministic_with_known_words(tmp_path):
     folder, truth = _rendered(tmp_path)
-    again = render_set(RenderedParams(seed=3, images=4, size=(320, 240)), 5, tmp_path / "again")
+    again = render_set(RenderedParams(seed=3, images=4, size=(320, 240), blur_radii=(0.0,)), 5, tmp_path / "again")
     assert truth == again
     for image_id, entries in truth.items():
         a = (folder / "images" / f"{image_id}.png").read_bytes()
@@ -42,7 +42,9 @@ def test_rendered_set_is_deterministic_with_known_words(tmp_path):
         assert Image.open(folder / "images" / f"{image_id}.png").size == (320, 240)
     captions = json.loads((folder / "captions.json").read_text())
     assert sorted(captions) == sorted(truth) and all(len(c) == 5 for c in captions.values())
-    assert render_set(RenderedParams(seed=4, images=4, size=(320, 240)), 5, tmp_path / "other") != truth
+    assert (
+        render_set(RenderedParams(seed=4, images=4, size=(320, 240), blur_radii=(0.0,)), 5, tmp_path / "other") != truth
+    )
 
 
 @pytest.mark.parametrize(

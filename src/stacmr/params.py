@@ -165,10 +165,13 @@ class RenderedParams:
     seed: int = _range(0)  # the whole rendered set follows from it
     images: int = _range(1, 100000)  # scenes in the set
     size: tuple[int, ...]  # width, height in pixels
+    blur_radii: tuple[float, ...]  # Gaussian blur of image n: blur_radii[n % len]; 0 = sharp (recall per level)
 
     def __post_init__(self) -> None:
         if len(self.size) != 2 or min(self.size) < 128:
             raise ParamsError(f"extract.rendered.size: expected [width, height], each >= 128, got {list(self.size)}")
+        if not self.blur_radii or not all(0.0 <= r <= 20.0 for r in self.blur_radii):
+            raise ParamsError(f"extract.rendered.blur_radii: expected radii in [0, 20], got {list(self.blur_radii)}")
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Words are compared as `stacmr.text.words` sees them (lower case, letters and digits), per image, as multisets: a
 ground-truth word counts as found once per matching token. recall = found / ground-truth words, precision =
-found / tokens kept. Recall is also given per font, since fonts are the main thing the set varies.
+found / tokens kept. Recall is also given per font and per blur radius, the two things the set varies most.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ def ocr_quality(engine: OcrEngine, ocr: OcrFilterParams, images: Path, truth: di
     """Recall and precision of `engine` on the rendered images under `images` ({id}.png) with their `truth`."""
     found = expected = kept = 0
     per_font: dict[str, list[int]] = {}
+    per_blur: dict[str, list[int]] = {}
     for image_id, entries in sorted(truth.items()):
         image = load_image(images / f"{image_id}.png")
         if isinstance(image, str):
@@ -35,9 +36,9 @@ def ocr_quality(engine: OcrEngine, ocr: OcrFilterParams, images: Path, truth: di
         expected += len(expected_words)
         kept += len(read)
         for e in entries:
-            hits = per_font.setdefault(e["font"], [0, 0])
-            hits[0] += matched(words(e["word"]), read)
-            hits[1] += len(words(e["word"]))
+            for hits in (per_font.setdefault(e["font"], [0, 0]), per_blur.setdefault(str(e["blur"]), [0, 0])):
+                hits[0] += matched(words(e["word"]), read)
+                hits[1] += len(words(e["word"]))
     return {
         "engine": engine.name,
         "version": engine.version,
@@ -47,4 +48,7 @@ def ocr_quality(engine: OcrEngine, ocr: OcrFilterParams, images: Path, truth: di
         "word_recall": round(found / expected, 4) if expected else None,
         "word_precision": round(found / kept, 4) if kept else None,
         "recall_by_font": {font: round(h / n, 4) for font, (h, n) in sorted(per_font.items())},
+        "recall_by_blur": {
+            blur: round(h / n, 4) for blur, (h, n) in sorted(per_blur.items(), key=lambda i: float(i[0]))
+        },
     }

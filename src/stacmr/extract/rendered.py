@@ -3,13 +3,15 @@
 No downloaded images: each scene is a coloured background, clutter (ellipses, rectangles, polygons, lines) and one to
 three signs, each a board with one word in one of several fonts, sizes (16-60 px) and colours (some of weak
 contrast), rotated by up to 20 degrees. Signs sit in
-separate horizontal bands, so they never overlap. Everything follows from `extract.rendered.seed`.
+separate horizontal bands, so they never overlap. Image n is then blurred by `blur_radii[n % len]` (a Gaussian
+radius in pixels; sharp text alone is too easy for a modern engine to tell engines apart). Everything follows from
+`extract.rendered.seed`.
 
 Fonts: DejaVu Sans, Sans Bold, Serif, Serif Bold and Sans Mono Bold (Debian's fonts-dejavu-core, found through
 Pillow's font search path) and Pillow's built-in scalable font; DejaVu fonts missing on a machine are skipped, and
 the font of every word is recorded.
 
-Writes under `out_dir`: `images/<id>.png`, `truth.json` ({id: [{"word", "font", "size", "angle"}]}) and
+Writes under `out_dir`: `images/<id>.png`, `truth.json` ({id: [{"word", "font", "size", "angle", "blur"}]}) and
 `captions.json` ({id: [captions]}), the format `stacmr extract --captions` reads.
 """
 
@@ -19,7 +21,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from stacmr.atomic import atomic_path, write_text
 from stacmr.params import RenderedParams
@@ -110,6 +112,7 @@ def render_set(params: RenderedParams, captions_per_image: int, out_dir: Path) -
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     for n in range(params.images):
         image_id = f"scene{n:05d}"
+        blur = params.blur_radii[n % len(params.blur_radii)]
         background = tuple(int(v) for v in rng.integers(60, 200, size=3))
         image = Image.new("RGB", (w, h), background)
         colour, shape = _clutter(ImageDraw.Draw(image), rng, w, h)
@@ -131,7 +134,9 @@ def render_set(params: RenderedParams, captions_per_image: int, out_dir: Path) -
             x = int(rng.integers(10, max(11, w - sign.width - 10)))
             y = s * band + int(rng.integers(0, max(1, band - sign.height)))
             image.paste(sign, (x, y), sign)
-            entries.append({"word": word, "font": font_name, "size": size, "angle": round(angle, 2)})
+            entries.append({"word": word, "font": font_name, "size": size, "angle": round(angle, 2), "blur": blur})
+        if blur > 0:
+            image = image.filter(ImageFilter.GaussianBlur(blur))
         first = entries[0]["word"].lower()
         with atomic_path(out_dir / "images" / f"{image_id}.png") as tmp:
             image.save(tmp, format="PNG")

@@ -21,7 +21,7 @@ from stacmr.data.annotations import ImageAnnotation
 from stacmr.data.explicit import is_explicit
 from stacmr.data.release import ReleaseSplit, ocr_slots
 from stacmr.errors import StacmrError
-from stacmr.features.ocr_embedding import OcrEmbedder
+from stacmr.features.ocr_embedding import OcrEmbedder, token_slots
 from stacmr.features.store import create_store
 
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
@@ -66,9 +66,10 @@ def build_store(
     block: int = 256,
 ) -> None:
     """Write the store of split `name` ("source/split") to `out_path`. With released OCR vectors `embedder` is not
-    used (it may be None), and the store's OCR strings stay empty: the release does not say which vector is which
-    token. `annotation_info` is the annotation file's `info`: when `stacmr extract` wrote it, the OCR engine and
-    backbone it names go into the store's attributes."""
+    used (it may be None), and the store's OCR strings stay empty unless the annotation's tokens fill exactly the
+    non-zero slots (as `stacmr extract` writes them): the StacMR release does not say which vector is which token.
+    `annotation_info` is the annotation file's `info`: when `stacmr extract` wrote it, the OCR engine and backbone it
+    names go into the store's attributes."""
     split = name.split("/")[1]
     released = release.ocr_feats
     if released is None and embedder is None:
@@ -102,9 +103,13 @@ def build_store(
             explicit = np.zeros(count, dtype=bool)
             for k, ann in enumerate(anns[start:stop]):
                 tokens = [t.text for t in ann.ocr_tokens]
-                kept = []
                 if released is None:
                     ocr_emb[k], ocr_mask[k], kept = embedder.embed(tokens, max_ocr_tokens)
+                else:
+                    # vectors `stacmr extract` embedded from these very tokens fill the slots in the same order;
+                    # the StacMR release's do not say which token they came from (a count that differs: no strings)
+                    kept = token_slots(tokens, max_ocr_tokens)
+                    kept = kept if len(kept) == int(ocr_mask[k].sum()) else []
                 for slot, i in enumerate(kept):
                     ocr_tokens[k, slot] = tokens[i]
                     if ann.ocr_tokens[i].bbox is not None:

@@ -129,14 +129,13 @@ class OcrEmbedder:
         """Vectors of the first `slots` non-empty tokens: ((slots, dim) float32, (slots,) bool mask, kept indices)."""
         vectors = np.zeros((slots, self.dim), dtype=np.float32)
         mask = np.zeros(slots, dtype=bool)
-        kept: list[int] = []
-        for i, token in enumerate(tokens):
-            if len(kept) == slots:
-                break
-            text = normalise_token(token)
-            if not text:
-                continue
-            vectors[len(kept)] = self._model.get_word_vector(text)
-            mask[len(kept)] = True
-            kept.append(i)
+        kept = token_slots(tokens, slots)
+        for slot, i in enumerate(kept):
+            vectors[slot] = self._model.get_word_vector(normalise_token(tokens[i]))
+            mask[slot] = True
         return vectors, mask, kept
+
+
+def token_slots(tokens: Sequence[str], slots: int) -> list[int]:
+    """Indices of the tokens that fill the OCR slots, in slot order: the first `slots` non-empty ones."""
+    return [i for i, token in enumerate(tokens) if normalise_token(token)][:slots]
