@@ -122,7 +122,8 @@ def qualitative_figure(queries: list[Query]) -> Figure:
         ax.set_ylim(0, 1.35)
         ax.axis("off")
         caption = textwrap.shorten(query.caption, 140)
-        ax.text(0, 1.3, f"“{caption}” (ground truth: image {query.image_id})", fontsize=9, va="top", weight="bold")
+        ax.text(0, 1.3, f"“{caption}” (ground truth: image {query.image_id}; {query.chosen})", fontsize=9, va="top",
+                weight="bold")  # fmt: skip
         for m, method in enumerate(methods):
             left = m * (k + 1)
             ax.text(left, 1.08, f"{method}: ground truth at rank {query.ranks[method]}", fontsize=8, va="top")
@@ -133,5 +134,9 @@ def qualitative_figure(queries: list[Query]) -> Figure:
                 tokens = "\n".join(textwrap.shorten(t, 14) for t in hit.ocr_tokens[:5]) or "(no OCR tokens)"
                 ax.text(left + i + 0.5, 0.85, f"#{i + 1} {hit.image_id}", ha="center", va="top", fontsize=7)
                 ax.text(left + i + 0.5, 0.7, tokens, ha="center", va="top", fontsize=7, family="monospace")
-    fig.suptitle("Top images per caption query (OCR tokens shown; green = ground truth)", y=1.0)
+    fig.suptitle(
+        "Top images per caption query (OCR tokens shown; green = ground truth). Queries picked where the two models"
+        " disagree most, both ways: illustrative, not representative",
+        y=1.0,
+    )
     return fig

@@ -1,9 +1,10 @@
 """Caption queries for the qualitative figure: for a few captions of a split, each model's top images (from the
 `t2i_top` array the evaluate stage saves) with their OCR tokens and the ground truth marked.
 
-Queries are chosen deterministically where the two models disagree most: the scene-text aware model ranks the
-ground-truth image first and the visual-only baseline ranks it lowest (ties: lower caption index first); when no
-caption separates them, the first captions are shown. Reads the ranks through `Results.ranks` and the split's
+Queries are chosen deterministically where the two models disagree most, both ways: n − ⌊n/2⌋ captions whose
+ground truth the scene-text aware model ranks first and the visual-only baseline lowest, then ⌊n/2⌋ the other way
+round (ties: lower caption index first). They illustrate disagreements; they are not a sample of the split, and the
+figure says so. Reads the ranks through `Results.ranks` and the split's
 feature store (captions, image ids, OCR tokens).
 """
 
@@ -31,6 +32,7 @@ class Query:
     caption: str
     image_id: str  # the ground-truth image
     ranks: dict[str, int]  # method (display name) → 1-based rank of the ground truth
+    chosen: str  # why this caption was picked: which model it favours
     top: dict[str, tuple[Hit, ...]]  # method → its top images, best first; scene-text aware first
 
 
@@ -53,7 +55,12 @@ def caption_queries(results: Results, features_dir: Path) -> list[Query]:
     saved = {ab: _top(results, ab, split) for ab in (aware, visual)}
     label = {ab: results.get(ab, split).method for ab in saved}
     t2i_aware, t2i_visual = saved[aware]["t2i"], saved[visual]["t2i"]
-    order = np.lexsort((np.arange(len(t2i_aware)), -(t2i_visual - t2i_aware), t2i_aware != 0))
+    index = np.arange(len(t2i_aware))
+    favours_aware = np.lexsort((index, -(t2i_visual - t2i_aware), t2i_aware != 0))
+    favours_visual = np.lexsort((index, -(t2i_aware - t2i_visual), t2i_visual != 0))
+    picks = [(int(j), label[aware]) for j in favours_aware[: n - n // 2]]
+    taken = {j for j, _ in picks}
+    picks += [(int(j), label[visual]) for j in favours_visual if int(j) not in taken][: n // 2]
     with FeatureStore(store_file(features_dir, f"ctc/{split}")) as store:
         captions = store["captions"].asstr()[:]
         image_ids = store["image_ids"].asstr()[:]
@@ -68,12 +75,13 @@ def caption_queries(results: Results, features_dir: Path) -> list[Query]:
         return Hit(image_ids[image], tuple(tokens[image][mask[image]]), image == gt)
 
     queries = []
-    for j in order[:n]:
-        gt = int(j) // per_image
+    for j, favoured in picks:
+        gt = j // per_image
         queries.append(Query(
             caption=str(captions[gt, j % per_image]),
             image_id=image_ids[gt],
             ranks={label[ab]: int(saved[ab]["t2i"][j]) + 1 for ab in saved},
+            chosen=f"a caption that favours {favoured}",
             top={label[ab]: tuple(hit(int(i), gt) for i in saved[ab]["t2i_top"][j]) for ab in saved},
         ))  # fmt: skip
     return queries
