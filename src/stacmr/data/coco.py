@@ -40,6 +40,17 @@ class CocoImage:
     height: int | None = None
     captions: list[str] = field(default_factory=list)  # in annotation order
 
+    @classmethod
+    def from_entry(cls, image_id: str, entry: dict) -> "CocoImage":
+        """The image described by a COCO-style `images` entry (only the fields this class keeps are read)."""
+        return cls(
+            id=image_id,
+            file_name=entry.get("file_name") or "",
+            coco_url=(entry.get("coco_url") or "").strip() or None,
+            width=entry.get("width"),
+            height=entry.get("height"),
+        )
+
 
 def read_coco_captions(path: str | os.PathLike) -> dict[str, CocoImage]:
     """{COCO id: image with its captions}, for every image that has at least one caption in the file."""
@@ -61,14 +72,7 @@ def read_coco_captions(path: str | os.PathLike) -> dict[str, CocoImage]:
         if image_id is None or not isinstance(caption, str):
             raise StacmrError(f"{path}: annotations[{i}]: needs 'image_id' (a COCO id) and 'caption' (a string)")
         if image_id not in images:
-            m = meta.get(image_id, {})
-            images[image_id] = CocoImage(
-                id=image_id,
-                file_name=m.get("file_name") or "",
-                coco_url=m.get("coco_url"),
-                width=m.get("width"),
-                height=m.get("height"),
-            )
+            images[image_id] = CocoImage.from_entry(image_id, meta.get(image_id, {}))
         images[image_id].captions.append(" ".join(caption.split()))
     return images
 
@@ -91,11 +95,5 @@ def read_ctc_images(path: str | os.PathLike) -> dict[str, CocoImage]:
         image_id = next((coco_image_id(c) for c in candidates if c is not None and coco_image_id(c)), None)
         if image_id is None:
             raise StacmrError(f"{path}: images[{i}]: no image id (id, image_id, cocoid, file_name or coco_url)")
-        images[image_id] = CocoImage(
-            id=image_id,
-            file_name=raw.get("file_name") or "",
-            coco_url=(raw.get("coco_url") or "").strip() or None,
-            width=raw.get("width"),
-            height=raw.get("height"),
-        )
+        images[image_id] = CocoImage.from_entry(image_id, raw)
     return images
