@@ -41,7 +41,7 @@ class CocoImage:
     captions: list[str] = field(default_factory=list)  # in annotation order
 
     @classmethod
-    def from_entry(cls, image_id: str, entry: dict) -> "CocoImage":
+    def from_entry(cls, image_id: str, entry: dict) -> CocoImage:
         """The image described by a COCO-style `images` entry (only the fields this class keeps are read)."""
         return cls(
             id=image_id,
