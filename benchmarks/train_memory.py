@@ -27,7 +27,7 @@ def train_some(store_path: str, family: str, batches: int) -> None:
     from stacmr.losses import hinge_triplet
     from stacmr.models import build_model
     from stacmr.params import load_params
-    from stacmr.training.batches import training_batches
+    from stacmr.training.batches import epoch_order, training_batches
 
     params = load_params("params.yaml")
     vocab = Vocabulary.load("artifacts/vocab.json")
@@ -38,7 +38,9 @@ def train_some(store_path: str, family: str, batches: int) -> None:
         s = store.sizes
         model = build_model(family, params.models[family], len(vocab), s["D"], s["E"], s["T"])
         optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
-        for i, (images, captions) in enumerate(training_batches(store, vocab, t.batch_size, 0, 0, 32)):
+        for i, (images, captions) in enumerate(
+            training_batches(store, vocab, t.batch_size, epoch_order(len(store) * store.sizes["C"], 0, 0), 32)
+        ):
             if i == batches:
                 break
             loss = model.loss(images, captions, criterion)["loss"]

@@ -21,7 +21,7 @@ from stacmr.features.vocab import Vocabulary
 from stacmr.losses import hinge_triplet
 from stacmr.models import build_model
 from stacmr.params import load_params
-from stacmr.training.batches import training_batches
+from stacmr.training.batches import epoch_order, training_batches
 
 
 def _step(model, optimizer, criterion, images, captions) -> None:
@@ -49,7 +49,9 @@ def main() -> None:
             torch.manual_seed(0)
             model = build_model(family, config, len(vocab), store.sizes["D"], store.sizes["E"], store.sizes["T"])
             optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
-            batches = training_batches(store, vocab, t.batch_size, t.seed, 0, t.max_caption_words)
+            batches = training_batches(
+                store, vocab, t.batch_size, epoch_order(len(store) * store.sizes["C"], t.seed, 0), t.max_caption_words
+            )
             first = [next(batches) for _ in range(3)]
             for images, captions in first:
                 _step(model, optimizer, criterion, images, captions)

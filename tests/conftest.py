@@ -38,7 +38,7 @@ def shrink(raw: dict) -> dict:
 
 @pytest.fixture(scope="session")
 def pipeline(tmp_path_factory, repo_params):
-    """fetch → features → trainset run once on the tiny config: (root directory, its Params)."""
+    """fetch → features → trainset → neighbours run once on the tiny config: (root directory, its Params)."""
     from stacmr.cli import main
     from stacmr.params import load_params
 
@@ -49,6 +49,9 @@ def pipeline(tmp_path_factory, repo_params):
     assert main(["features", "--params", str(params), "--raw", str(root / "raw"), "--out", str(root / "features")]) == 0
     trainset = ["trainset", "--params", str(params), "--features", str(root / "features")]
     assert main([*trainset, "--out", str(root / "trainset.h5"), "--vocab", str(root / "vocab.json")]) == 0
+    neighbours = ["neighbours", "--params", str(params), "--features", str(root / "features")]
+    assert main([*neighbours, "--trainset", str(root / "trainset.h5"), "--raw", str(root / "raw"),
+                 "--out", str(root / "neighbours")]) == 0  # fmt: skip
     return root, load_params(params)
 
 

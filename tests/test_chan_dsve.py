@@ -27,6 +27,7 @@ CHAN = {
     "max_violation": True,
     "region_drop": 0.2,
     "token_mask": 0.1,
+    "word_init": "random",
 }
 DSVE = {
     "embed_dim": 16,
@@ -37,6 +38,7 @@ DSVE = {
     "margin": 0.2,
     "max_violation": True,
     "localisation_dims": 4,
+    "word_init": "random",
 }
 SETTINGS = {"chan": CHAN, "chan_st": CHAN, "dsve": DSVE}
 
@@ -178,6 +180,7 @@ def test_one_epoch_smoke_run_trains_and_evaluates(pipeline, tmp_path, monkeypatc
     out = tmp_path / "eval.json"
     argv = [
         "evaluate", "--params", str(params), "--ablation", ablation, "--split", "dev",
+        "--neighbours", str(root / "neighbours"),
         "--models", str(tmp_path / "models" / ablation), "--features", str(root / "features"),
         "--metrics", str(out), "--ranks", str(tmp_path / "ranks.npz"),
     ]  # fmt: skip

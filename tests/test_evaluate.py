@@ -16,6 +16,7 @@ from tests.test_training import _argv
 def _evaluate(root, out, ablation, split, params):
     return main([
         "evaluate", "--params", str(params), "--ablation", ablation, "--split", split,
+        "--neighbours", str(root / "neighbours"),
         "--models", str(out / "models" / ablation), "--features", str(root / "features"),
         "--metrics", str(out / "eval" / ablation / f"{split}.json"), "--ranks", str(out / "ranks" / f"{split}.npz"),
     ])  # fmt: skip

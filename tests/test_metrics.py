@@ -94,14 +94,49 @@ def test_caption_without_an_image_is_refused():
 def test_bootstrap_ci_contains_the_estimate_and_does_not_shrink_with_more_resamples():
     rng = np.random.default_rng(1)
     i2t, t2i = rng.geometric(0.2, size=400) - 1, rng.geometric(0.1, size=2000) - 1
+    caption_image = np.repeat(np.arange(400), 5)
     point = summarize(i2t, t2i)
-    small = bootstrap_ci(i2t, t2i, resamples=300, seed=0)
-    large = bootstrap_ci(i2t, t2i, resamples=3000, seed=0)
+    small = bootstrap_ci(i2t, t2i, caption_image, resamples=300, seed=0)
+    large = bootstrap_ci(i2t, t2i, caption_image, resamples=3000, seed=0)
     for key, (low, high) in large.items():
         assert low <= point[key] <= high
         width_small, width_large = small[key][1] - small[key][0], high - low
         assert 0.7 < width_large / width_small < 1.4  # more resamples estimate the same interval, not a narrower one
-    assert bootstrap_ci(i2t, t2i, 300, seed=0) == small  # seeded
+    assert bootstrap_ci(i2t, t2i, caption_image, 300, seed=0) == small  # seeded
+
+
+def test_bootstrap_ci_resamples_images_with_all_their_captions():
+    """Against a per-resample loop over the same image draws; captions per image differ (1, 2, 3, 2)."""
+    i2t, t2i = np.array([0, 3, 7, 12]), np.array([0, 1, 6, 0, 4, 11, 2, 9])
+    caption_image = np.array([0, 1, 1, 2, 2, 2, 3, 3])
+    resamples, seed = 200, 5
+    draws = np.random.default_rng(seed).integers(0, 4, size=(resamples, 4))  # the images each resample draws
+    table: dict[str, list[float]] = {}
+    for images in draws:
+        captions = np.concatenate([np.flatnonzero(caption_image == i) for i in images])
+        row = {f"i2t_r{k}": 100 * np.mean(i2t[images] < k) for k in (1, 5, 10)}
+        row |= {f"t2i_r{k}": 100 * np.mean(t2i[captions] < k) for k in (1, 5, 10)}
+        row["rsum"] = sum(row.values())
+        for key, value in row.items():
+            table.setdefault(key, []).append(value)
+    expected = {key: [np.percentile(v, 2.5), np.percentile(v, 97.5)] for key, v in table.items()}
+    got = bootstrap_ci(i2t, t2i, caption_image, resamples, seed)
+    assert got.keys() == expected.keys()
+    for key in expected:
+        assert got[key] == pytest.approx(expected[key]), key
+
+
+def test_bootstrap_ci_of_correlated_captions_is_wider_than_if_they_were_independent():
+    """5 identical captions per image: resampling images (the clusters) must not count them as 5 observations."""
+    rng = np.random.default_rng(3)
+    n_images = 300
+    i2t = rng.geometric(0.2, size=n_images) - 1
+    t2i = np.repeat(rng.geometric(0.15, size=n_images) - 1, 5)
+    clustered = bootstrap_ci(i2t, t2i, np.repeat(np.arange(n_images), 5), 2000, seed=0)
+    independent = bootstrap_ci(np.zeros(len(t2i)), t2i, np.arange(len(t2i)), 2000, seed=0)  # one caption per "image"
+    for key in ("t2i_r1", "t2i_r5", "t2i_r10"):
+        width, caption_width = np.diff(clustered[key])[0], np.diff(independent[key])[0]
+        assert width > 1.6 * caption_width, (key, width, caption_width)  # ≈ √5 for perfectly correlated captions
 
 
 def test_paired_test():

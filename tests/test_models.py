@@ -12,6 +12,7 @@ from torch import nn
 
 from stacmr.losses import hinge_triplet
 from stacmr.models import FAMILIES, CaptionBatch, ImageBatch, RetrievalModel, VectorSets, build_model, config_class
+from stacmr.models.characters import MAX_CHARS
 from stacmr.models.layers import GraphReasoning, MaskedBatchNorm1d, l2norm, teacher_forcing
 
 VOCAB, REGION_DIM, OCR_DIM, SLOTS = 20, 10, 6, 4
@@ -24,6 +25,8 @@ TINY = {
     "caption_dropout": 0.5,
     "retrieval_weight": 1.0,
     "caption_weight": 1.0,
+    "word_init": "random",
+    "data_name": "f30k_precomp",
 }
 FAMILY_SETTINGS = {"vsrn": TINY, "starnet": {**TINY, "text_gcn_layers": 2, "fusion": "product_residual"}}
 HINGE = partial(hinge_triplet, margin=0.2, max_violation=True)
@@ -310,19 +313,26 @@ def test_starnet_refuses_a_batch_with_other_slot_count():
 
 
 def test_registry_builds_every_family_from_params_yaml(repo_params):
-    assert set(FAMILIES) == {"vsrn", "starnet", "chan", "chan_st", "dsve"}
+    assert set(FAMILIES) == {"vsrn", "starnet", "chan", "chan_st", "chan_char", "chan_char_st", "dsve"}
     for family, settings in repo_params["models"].items():
         small = {k: v for k, v in {"embed_dim": 16, "word_dim": 8, "caption_hidden": 12}.items() if k in settings}
         config = config_class(family)(**{**settings, **small})
         model = build_model(family, config, VOCAB, REGION_DIM, OCR_DIM, SLOTS)
         assert isinstance(model, FAMILIES[family][1])
-        img_emb = model.encode_images(make_images())
+        images = make_images()
+        if model.reads_characters:  # OCR strings' char ids, all empty: the images are read on their regions
+            images = dataclasses.replace(
+                images, ocr_chars=torch.zeros((*images.ocr_mask.shape, MAX_CHARS + 1), dtype=torch.int64)
+            )
+        img_emb = model.encode_images(images)
         assert (img_emb.emb if isinstance(img_emb, VectorSets) else img_emb).shape[-1] == 16
 
 
 def test_registry_unknown_family_and_wrong_config():
     with pytest.raises(
-        KeyError, match=r"unknown model family 'vsnr'; known families: chan, chan_st, dsve, starnet, vsrn"
+        KeyError,
+        match=r"unknown model family 'vsnr'; known families: chan, chan_char, chan_char_st, chan_st, dsve, starnet, "
+        r"vsrn",
     ):
         config_class("vsnr")
     with pytest.raises(KeyError, match="unknown model family"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -37,7 +38,8 @@ def test_stores_have_the_schema_shapes(pipeline):
                 assert not emb[~mask].any()
                 assert (np.abs(emb[mask]).sum(axis=-1) > 0).mean() > 0.5  # unseen n-grams give zero vectors
                 assert np.isfinite(store["regions"][:]).all()
-                assert set(store.inputs_sha256) >= {str(root / "raw" / source / f"{split}_ims.npy")}
+                assert set(store.inputs_sha256) >= {f"{source}/{split}_ims.npy", f"{source}/annotations.json"}
+                assert "ocr_fasttext.bin" in store.inputs_sha256  # the model's name inside the features folder
 
 
 def test_ctc_1k_is_a_subset_of_5k_in_the_stores(pipeline):
@@ -74,7 +76,8 @@ def test_trainset_concatenates_sources_in_order(pipeline):
 
 
 def test_features_are_reproducible(pipeline, tmp_path):
-    """Same inputs, same model and stores (fastText trains in a fresh process each time)."""
+    """Same inputs, same model and stores (fastText trains in a fresh process each time), byte for byte: no
+    temporary path or timestamp inside the files (issue #14)."""
     root, _ = pipeline
     assert run("features", "--params", root / "params.yaml", "--raw", root / "raw", "--out", tmp_path / "f") == 0
     for name in ("ctc/test", "textcaps/train"):
@@ -86,7 +89,9 @@ def test_features_are_reproducible(pipeline, tmp_path):
                 np.testing.assert_array_equal(a[field][:], b[field][:])
             assert list(a["ocr_tokens"].asstr()[:].ravel()) == list(b["ocr_tokens"].asstr()[:].ravel())
             np.testing.assert_array_equal(a["ocr_emb"][:], b["ocr_emb"][:])
-    assert (root / "features" / "ocr_fasttext.bin").read_bytes() == (tmp_path / "f" / "ocr_fasttext.bin").read_bytes()
+    first, second = sorted((root / "features").iterdir()), sorted((tmp_path / "f").iterdir())
+    assert [p.name for p in first] == [p.name for p in second]
+    assert [p.name for p in first if p.read_bytes() != (tmp_path / "f" / p.name).read_bytes()] == []
 
 
 def _one_error_line(capsys, *needles: str) -> str:
@@ -146,6 +151,19 @@ def test_truncated_store_for_trainset(pipeline, tmp_path, capsys):
     argv = ("trainset", "--params", root / "params.yaml", "--features", tmp_path / "features", "--out", out)
     assert run(*argv, "--vocab", tmp_path / "vocab.json") == 2
     _one_error_line(capsys, str(store), "not a readable HDF5 feature store")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features"]
+
+
+def test_nan_in_a_feature_store_stops_trainset(pipeline, tmp_path, capsys):
+    root, _ = pipeline
+    shutil.copytree(root / "features", tmp_path / "features")
+    store = store_file(tmp_path / "features", "ctc/train")
+    with h5py.File(store, "r+") as h5:
+        h5["regions"][9, 0, 0] = np.nan
+    out = tmp_path / "trainset.h5"
+    argv = ("trainset", "--params", root / "params.yaml", "--features", tmp_path / "features", "--out", out)
+    assert run(*argv, "--vocab", tmp_path / "vocab.json") == 2
+    _one_error_line(capsys, str(store), "field 'regions': NaN or infinite value at image 9")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["features"]
 
 

@@ -39,14 +39,20 @@ def report(pipeline, tmp_path_factory, repo_params):
             for split in ("dev", "test"):
                 assert main([
                     "evaluate", "--params", str(params), "--ablation", ablation, "--split", split,
+                    "--neighbours", str(root / "neighbours"),
                     "--models", str(out / "models" / ablation), "--features", str(root / "features"),
                     "--metrics", str(out / "eval" / ablation / f"{split}.json"),
                     "--ranks", str(out / "ranks" / ablation / f"{split}.npz"),
                 ]) == 0  # fmt: skip
         assert main([
+            "headroom", "--params", str(params), "--models", str(out / "models"), "--features", str(root / "features"),
+            "--metrics", str(out / "eval" / "headroom"), "--ranks", str(out / "ranks" / "headroom"),
+        ]) == 0  # fmt: skip
+        assert main([
             "report", "--params", str(params), "--claims", str(REPO / "paper_claims.yaml"),
             "--metrics", str(out / "eval"), "--models", str(out / "models"), "--ranks", str(out / "ranks"),
             "--features", str(root / "features"), "--history", str(out / "plots"),
+            "--neighbours", str(root / "neighbours"),
             "--notebooks", str(REPO / "notebooks"), "--verdicts", str(out / "reports" / "claims"),
             "--tables", str(out / "reports" / "tables"), "--figures", str(out / "reports" / "figures"),
             "--executed", str(out / "reports" / "notebooks"),

@@ -51,7 +51,8 @@ def report_dirs(tmp_path: Path, repo_params: dict):
     """metrics/, models/ (MLflow run ids), ranks/ and plots/ for vsrn_all and starnet_all on dev and test."""
     ranks = _fixture_ranks()
     for (ablation, split), (i2t, t2i) in ranks.items():
-        metrics = {**summarize(i2t, t2i), "ci95": bootstrap_ci(i2t, t2i, 200, 0)}
+        caption_image = np.repeat(np.arange(N_IMAGES), PER_IMAGE)
+        metrics = {**summarize(i2t, t2i), "ci95": bootstrap_ci(i2t, t2i, caption_image, 200, 0)}
         path = tmp_path / "metrics" / ablation / f"{split}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"ablation": ablation, "split": split, **metrics}))

@@ -110,3 +110,31 @@ def test_schema_fields_are_documented():
 
     for name in FIELDS:
         assert f"\n  {name} " in module.__doc__
+
+
+@pytest.mark.parametrize("field", ["regions", "ocr_emb"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_values_are_refused_as_they_are_read(tmp_path, field, bad):
+    path = make_store(tmp_path / "s.h5")
+    with h5py.File(path, "r+") as h5:
+        h5[field][3, 1, 2] = bad
+        h5[field][4, 0, 0] = bad
+    rows = np.array([4, 0, 3, 3])  # as a batch asks for them: any order, repeats
+    unique, inverse = np.unique(rows, return_inverse=True)
+    with FeatureStore(path) as store:
+        store.check_finite(np.array([0, 1, 2]), regions=store["regions"][:3], ocr_emb=store["ocr_emb"][:3])
+        with pytest.raises(StacmrError) as info:
+            store.check_finite(rows, **{field: store[field][unique][inverse]})
+    assert str(info.value).startswith(f"{path}: field {field!r}: NaN or infinite value at image 3 (id '3')")
+
+
+def test_batches_read_through_the_check(tmp_path):
+    from stacmr.training.batches import read_images
+
+    path = make_store(tmp_path / "s.h5")
+    with h5py.File(path, "r+") as h5:
+        h5["ocr_emb"][2, 0, 0] = np.nan
+    with FeatureStore(path) as store:
+        read_images(store, np.array([0, 1]))
+        with pytest.raises(StacmrError, match="field 'ocr_emb': NaN or infinite value at image 2"):
+            read_images(store, np.array([4, 2, 0]))

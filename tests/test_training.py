@@ -23,7 +23,8 @@ def _argv(root: Path, out: Path, ablation: str, params: Path | None = None) -> l
     return [
         "train", "--params", str(params or root / "params.yaml"), "--ablation", ablation,
         "--features", str(root / "features"), "--trainset", str(root / "trainset.h5"),
-        "--vocab", str(root / "vocab.json"), "--out", str(out / "models" / ablation),
+        "--vocab", str(root / "vocab.json"), "--neighbours", str(root / "neighbours"),
+        "--out", str(out / "models" / ablation),
         "--history", str(out / "plots" / f"{ablation}.csv"), "--metrics", str(out / "metrics" / f"{ablation}.json"),
     ]  # fmt: skip
 
@@ -72,6 +73,9 @@ def test_two_runs_are_identical(pipeline, tmp_path, store_uri):
     b = load_checkpoint(tmp_path / "b/models/starnet_all/last.pt")
     assert _states_equal(a["model"], b["model"])
     assert a["history"] == b["history"]
+    for checkpoint in ("best.pt", "last.pt"):  # byte-identical, not only equal tensors (issue #14)
+        first, second = (tmp_path / name / "models/starnet_all" / checkpoint for name in ("a", "b"))
+        assert first.read_bytes() == second.read_bytes(), checkpoint
 
 
 def test_resume_after_a_kill_equals_an_uninterrupted_run(pipeline, tmp_path, store_uri, tiny_raw, write_params):

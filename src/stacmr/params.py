@@ -218,6 +218,29 @@ class TrainParams:
     max_violation: bool  # hardest negative instead of the sum over negatives (release: --max_violation)
     warmup_epochs: int = _range(0)  # first epochs sum over all negatives before max_violation applies (VSE∞, CHAN)
     max_caption_words: int = _range(1, 200)  # captions are cut to this many words
+    # random: a permutation of the captions per epoch (the release); visual_neighbours: batches of whole clusters of
+    # visual neighbours (`neighbours` stage), so that a caption meets its image's look-alikes, the only negatives
+    # that reward reading the scene text (issue #13: 0.48 such pairs per random batch of 128)
+    sampler: Literal["random", "visual_neighbours"]
+
+
+@dataclass(frozen=True)
+class NeighboursParams:
+    k: int = _range(1, 100)  # neighbours kept per image, best first (model-free set similarity of the raw regions)
+    candidates: int = _range(1, 10000)  # first pass: top candidates by mean-region cosine, reranked exactly
+    cluster_size: int = _range(2, 64)  # images per cluster (the synthetic world's groups have 3)
+    block_images: int = _range(1, 1 << 20)  # images per block of the first pass (bounds its memory)
+
+
+@dataclass(frozen=True)
+class HeadroomParams:
+    # fusion weights of the text-match control, tried on CTC val only; the best is applied to CTC-1K/5K
+    weights: tuple[float, ...]
+    min_fuzzy_length: int = _range(1, 50)  # fuzzy match (edit distance <= 1) only for words this long or longer
+
+    def __post_init__(self) -> None:
+        if not self.weights or any(w < 0 for w in self.weights):
+            raise ParamsError(f"headroom.weights: expected a non-empty list of weights >= 0, got {list(self.weights)}")
 
 
 @dataclass(frozen=True)
@@ -225,6 +248,10 @@ class AblationParams:
     family: str  # a model family (a key of `models`)
     train_data: str  # "trainset" (the combined mix of `trainset.sources`) or one store, e.g. "ctc/train"
     model: dict[str, Any]  # overrides of the family's `models.<family>` settings for this ablation
+    train: dict[str, Any]  # overrides of the `train` settings for this ablation (e.g. sampler, max_violation)
+    # the visual-only ablation trained under the same changes (scene-text rows); null for visual-only rows. The
+    # report credits a scene-text row with (row − counterpart), not (row − report.baseline)
+    counterpart: str | None
 
 
 @dataclass(frozen=True)
@@ -260,6 +287,8 @@ class Params:
     extract: ExtractParams
     trainset: TrainsetParams
     train: TrainParams
+    neighbours: NeighboursParams
+    headroom: HeadroomParams
     models: dict[str, Any]  # family → its config dataclass (`stacmr.models.config_class`), validated after parsing
     ablations: dict[str, AblationParams]  # name → what to train; one `train@<name>` stage each
     evaluate: EvaluateParams
@@ -272,6 +301,11 @@ class Params:
         ab = self.ablations[ablation]
         base = dataclasses.asdict(self.models[ab.family])
         return _build(config_class(ab.family), {**base, **ab.model}, f"ablations.{ablation}.model")
+
+    def train_params(self, ablation: str) -> TrainParams:
+        """The `train` settings of `ablation`: `train` with the ablation's overrides applied."""
+        base = dataclasses.asdict(self.train)
+        return _build(TrainParams, {**base, **self.ablations[ablation].train}, f"ablations.{ablation}.train")
 
 
 def _suggest(word: str, options: typing.Iterable[str]) -> str:
@@ -376,6 +410,11 @@ def _check_models(params: Params) -> Params:
             raise ParamsError(
                 f"ablations.{name}.train_data: unknown {ab.train_data!r}{_suggest(ab.train_data, stores)}"
             )
+        if ab.counterpart is not None and ab.counterpart not in params.ablations:
+            raise ParamsError(
+                f"ablations.{name}.counterpart: unknown ablation {ab.counterpart!r}"
+                f"{_suggest(ab.counterpart, params.ablations)}"
+            )
     for name in params.evaluate.ablations:
         if name not in params.ablations:
             raise ParamsError(f"evaluate.ablations: unknown ablation {name!r}{_suggest(name, params.ablations)}")
@@ -391,6 +430,7 @@ def _check_models(params: Params) -> Params:
     checked = dataclasses.replace(params, models=models)
     for name in params.ablations:
         checked.model_config(name)
+        checked.train_params(name)
     return checked
 
 

@@ -9,6 +9,9 @@ Fields per image (those marked * are required when reading; the rest are optiona
   scene_text     ground-truth legible words (COCO-Text style transcriptions)
   ocr_tokens     what an OCR engine read: [{"text"*, "bbox": [x, y, w, h], "confidence": float}]
   captions       the image's captions (the release's `{split}_caps.txt` is authoritative)
+  group          the synthetic world's scene group within the split: images of one scene, told apart only by their
+                 scene text (the true groups the "does it read?" diagnostics compare the visual clusters with);
+                 null for real data, where groups are unknown
 The real CTC_anns.json schema was not seen in full (paper/README.md): for the real data `fetch` writes this format
 itself, with scene text from COCO-Text v2 and the metadata of CTC_anns.json (`coco.read_ctc_images`) or COCO.
 """
@@ -46,6 +49,7 @@ class ImageAnnotation:
     scene_text: tuple[str, ...] = ()
     ocr_tokens: tuple[OcrToken, ...] = ()
     captions: tuple[str, ...] = field(default=())
+    group: int | None = None
 
 
 def write_annotations(path: str | os.PathLike, images: list[ImageAnnotation], info: dict[str, Any]) -> None:
@@ -64,6 +68,12 @@ def _token(raw: Any, where: str) -> OcrToken:
         raise StacmrError(f"{where}: 'bbox' must be four numbers [x, y, w, h], got {bbox!r}")
     conf = raw.get("confidence")
     return OcrToken(text=raw["text"], bbox=tuple(bbox) if bbox else None, confidence=conf)
+
+
+def _group(raw: Any, where: str) -> int | None:
+    if raw is not None and (isinstance(raw, bool) or not isinstance(raw, int)):
+        raise StacmrError(f"{where}: 'group' must be an integer or null, got {raw!r}")
+    return raw
 
 
 def read_annotation_info(path: str | os.PathLike) -> dict[str, Any]:
@@ -99,6 +109,7 @@ def read_annotations(path: str | os.PathLike) -> dict[tuple[str, str], ImageAnno
             scene_text=tuple(raw.get("scene_text") or ()),
             ocr_tokens=tuple(_token(t, f"{where}.ocr_tokens[{j}]") for j, t in enumerate(tokens)),
             captions=tuple(raw.get("captions") or ()),
+            group=_group(raw.get("group"), where),
         )
         key = (ann.split, ann.id)
         if key in out:

@@ -3,7 +3,7 @@
 The paper trains on Flickr30K + TextCaps + the CTC training part; `trainset.sources` names the stores and their order.
 Images are copied in blocks of `chunk_images`, so memory does not grow with the data. The stores must agree on every
 size but N (regions R × D, OCR slots T × E, captions per image C); the producer attribute records which rows came
-from which store.
+from which store. A block with NaN/inf regions or OCR vectors stops the copy, naming the store, field and image.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import contextlib
 import os
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from stacmr.checksum import sha256_file
@@ -36,12 +37,14 @@ def build_trainset(stores: list[Path], out_path: str | os.PathLike, chunk_images
         for store in opened:
             ranges.append({"name": store.name, "start": start, "stop": start + len(store)})
             start += len(store)
-        inputs = {str(s.path): sha256_file(s.path) for s in opened}
+        inputs = {s.path.name: sha256_file(s.path) for s in opened}  # names in the features folder: no absolute path
         extraction = {k: v for s in opened for k, v in s.extraction.items()}
         with create_store(out_path, "trainset", sizes, {**producer, "sources": ranges}, inputs, extraction) as out:
             offset = 0
             for store in opened:
                 for a in tqdm(range(0, len(store), chunk_images), desc=f"trainset {store.name}", unit="chunk"):
                     b = min(a + chunk_images, len(store))
-                    out.write(offset + a, **{name: store[name][a:b] for name in FIELDS})
+                    block = {name: store[name][a:b] for name in FIELDS}
+                    store.check_finite(np.arange(a, b), **{k: v for k, v in block.items() if FIELDS[k].finite})
+                    out.write(offset + a, **block)
                 offset += len(store)

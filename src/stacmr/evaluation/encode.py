@@ -62,13 +62,14 @@ def encode_store(
     model.eval()
     try:
         n, c = len(store), store.sizes["C"]
+        characters = getattr(model, "reads_characters", False)  # spelling families read the strings too
         img_parts, cap_parts = [], []
         for start in range(0, n, batch_size):
             rows = np.arange(start, min(start + batch_size, n))
-            img_parts.append(model.encode_images(read_images(store, rows).to(device)))
+            img_parts.append(model.encode_images(read_images(store, rows, characters).to(device)))
         for start in range(0, n * c, batch_size):
             rows = np.arange(start, min(start + batch_size, n * c))
-            captions = read_captions(store, rows, vocab, max_words).to(device)
+            captions = read_captions(store, rows, vocab, max_words, characters).to(device)
             cap_parts.append(model.encode_captions(captions))
     finally:
         model.train(was_training)

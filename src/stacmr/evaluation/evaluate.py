@@ -36,7 +36,7 @@ def _report(
     scores = ranking_scores(model, enc, max_tile_bytes, max_matrix_bytes)
     i2t, t2i = ranks(scores, n_images, enc.caption_image, max_block_bytes, top)
     saved = {"i2t": i2t, "t2i": t2i} | ({"t2i_top": top} if top is not None else {})
-    return {**summarize(i2t, t2i), "ci95": bootstrap_ci(i2t, t2i, resamples, seed)}, saved
+    return {**summarize(i2t, t2i), "ci95": bootstrap_ci(i2t, t2i, enc.caption_image, resamples, seed)}, saved
 
 
 def evaluate_split(

@@ -3,7 +3,9 @@
 Reads `{split}_ims.npy` (memory-mapped), `{split}_caps.txt`, `{split}_ids.txt` and the source's annotation JSON;
 embeds each image's OCR tokens with the `OcrEmbedder`, or, when the split has released OCR vectors
 (`{split}_ocr_feats.npy`, the real release), copies those block by block (all-zero slots are padding); checks
-every block for NaN/inf and float16 overflow before it is written; records the inputs' sha256 in the store.
+every block for NaN/inf and float16 overflow before it is written; records the inputs' sha256 in the store, under
+names that do not depend on where the folders are (issue #14: a rerun must give the same bytes): paths relative to
+the raw folder (`inputs_root`), and the fastText model under its `OcrEmbedder.name`.
 Memory is bounded by the block size, not the split size.
 """
 
@@ -53,6 +55,13 @@ def training_text(
                 yield " ".join(t.text for t in ann.ocr_tokens)
 
 
+def _input_name(path: Path, root: str | os.PathLike | None) -> str:
+    """How input `path` is named in a store's `inputs_sha256`: relative to `root` when under it, else as given."""
+    if root is not None and path.is_relative_to(root):
+        return path.relative_to(root).as_posix()
+    return str(path)
+
+
 def build_store(
     name: str,
     release: ReleaseSplit,
@@ -64,12 +73,14 @@ def build_store(
     producer: dict,
     annotation_info: dict | None = None,
     block: int = 256,
+    inputs_root: str | os.PathLike | None = None,
 ) -> None:
     """Write the store of split `name` ("source/split") to `out_path`. With released OCR vectors `embedder` is not
     used (it may be None), and the store's OCR strings stay empty unless the annotation's tokens fill exactly the
     non-zero slots (as `stacmr extract` writes them): the StacMR release does not say which vector is which token.
     `annotation_info` is the annotation file's `info`: when `stacmr extract` wrote it, the OCR engine and backbone it
-    names go into the store's attributes."""
+    names go into the store's attributes. Inputs under `inputs_root` (the raw folder) are recorded by their path
+    relative to it."""
     split = name.split("/")[1]
     released = release.ocr_feats
     if released is None and embedder is None:
@@ -81,8 +92,9 @@ def build_store(
         if ann is None:
             raise StacmrError(f"{annotations_path}: no entry for image {image_id!r} of split {split!r}")
         anns.append(ann)
-    sources = (*release.files.values(), annotations_path, *([embedder.source] if released is None else []))
-    inputs = {str(p): sha256_file(p) for p in sources}
+    inputs = {_input_name(p, inputs_root): sha256_file(p) for p in (*release.files.values(), annotations_path)}
+    if released is None:
+        inputs[embedder.name] = sha256_file(embedder.source)
     emb_dim = embedder.dim if released is None else released.shape[2]
     sizes = {"N": n, "R": regions, "D": dim, "T": max_ocr_tokens, "E": emb_dim, "C": release.captions_per_image}
     ocr_source = embedder.source if released is None else release.files["ocr"]

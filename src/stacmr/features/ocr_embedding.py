@@ -35,6 +35,14 @@ from stacmr.text import words
 # the inputs and params, reported as such.
 _MAX_WEIGHT = 1e3  # a sane model's weights are O(1); the stores keep float16 (max 65504)
 
+FASTTEXT_FILE = "ocr_fasttext.bin"  # the model the features stage trains, inside its output folder
+
+
+def fasttext_model_path(features_dir: str | os.PathLike, params: FastTextParams) -> Path:
+    """The fastText model the stores' OCR vectors came from: the user's (`features.fasttext.model`), else the one
+    the features stage trained into `features_dir`."""
+    return Path(params.model) if params.model is not None else Path(features_dir) / FASTTEXT_FILE
+
 
 def _train_in_child(corpus: str, options: dict, out: str, conn: Connection) -> None:
     """Runs in a spawned process: train, check the weights, save; send None, or the reason it failed."""
@@ -92,9 +100,12 @@ def normalise_token(token: str) -> str:
 class OcrEmbedder:
     """Maps OCR token strings to fixed-size vectors with a fastText model."""
 
-    def __init__(self, model: fasttext.FastText._FastText, source: Path) -> None:
+    def __init__(self, model: fasttext.FastText._FastText, source: Path, name: str) -> None:
         self._model = model
         self.source = source  # the .bin file the vectors come from
+        # what the stores' provenance calls it: a trained model's file name inside the features folder, a user's
+        # model as configured (`source` of a trained model is a temporary path until the folder is renamed)
+        self.name = name
         self.dim = int(model.get_dimension())
 
     @classmethod
@@ -106,7 +117,7 @@ class OcrEmbedder:
             model = fasttext.load_model(str(path))
         except ValueError as exc:
             raise StacmrError(f"{path}: not a fastText .bin model: {exc}") from None
-        return cls(model, path)
+        return cls(model, path, str(path))
 
     @classmethod
     def train(cls, lines: Iterable[str], params: FastTextParams, out_path: str | os.PathLike) -> OcrEmbedder:
@@ -123,7 +134,12 @@ class OcrEmbedder:
             with atomic_path(out_path) as tmp_model:
                 _train_model(corpus, params, tmp_model)
                 model = fasttext.load_model(str(tmp_model))
-        return cls(model, Path(out_path))
+        return cls(model, Path(out_path), Path(out_path).name)
+
+    def vector(self, token: str) -> np.ndarray:
+        """(dim,) float32 vector of one token, normalised as OCR tokens are (so a caption word and the same word read
+        by OCR get the same vector)."""
+        return self._model.get_word_vector(normalise_token(token)).astype(np.float32)
 
     def embed(self, tokens: Sequence[str], slots: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
         """Vectors of the first `slots` non-empty tokens: ((slots, dim) float32, (slots,) bool mask, kept indices)."""
@@ -131,7 +147,7 @@ class OcrEmbedder:
         mask = np.zeros(slots, dtype=bool)
         kept = token_slots(tokens, slots)
         for slot, i in enumerate(kept):
-            vectors[slot] = self._model.get_word_vector(normalise_token(tokens[i]))
+            vectors[slot] = self.vector(tokens[i])
             mask[slot] = True
         return vectors, mask, kept
 

@@ -14,10 +14,18 @@ import abc
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
+
+from stacmr.models.characters import MAX_CHARS
+
+# How a family's caption word vectors start: random (the releases), or the features stage's OCR fastText vectors of
+# the vocabulary projected to the family's word size, so that caption words start in the space the OCR tokens live
+# in (issue #13: random caption words and fastText OCR tokens never met in CHAN + scene text: 0.4% of named words
+# aligned with an OCR slot, 96% with this initialisation).
+WordInit = Literal["random", "ocr_fasttext"]
 
 
 def config_range(lo: float, hi: float | None = None) -> Any:
@@ -34,6 +42,9 @@ class ImageBatch:
     region_mask: Tensor  # (B, R) bool, True = real region; at least one per row
     ocr: Tensor  # (B, T, E_ocr) float32 OCR token vectors (fastText, E_ocr = 300)
     ocr_mask: Tensor  # (B, T) bool, True = real token; a row may be all False (zero tokens is valid)
+    # (B, T, MAX_CHARS + 1) int64 char ids of the OCR strings (`stacmr.models.characters`), all PAD in padded slots;
+    # read only for the families that spell words (`RetrievalModel.reads_characters`)
+    ocr_chars: Tensor | None = None
 
     def __post_init__(self) -> None:
         b, r, _ = _shape(self.regions, 3, "ImageBatch.regions")
@@ -42,9 +53,10 @@ class ImageBatch:
             raise ValueError(f"ImageBatch: {b} images of regions but {b_ocr} of OCR tokens")
         _mask(self.region_mask, (b, r), "region_mask")
         _mask(self.ocr_mask, (b, t), "ocr_mask")
+        _chars(self.ocr_chars, (b, t), "ImageBatch.ocr_chars")
 
     def to(self, device: torch.device | str) -> ImageBatch:
-        return ImageBatch(**{f.name: getattr(self, f.name).to(device) for f in dataclasses.fields(self)})
+        return ImageBatch(**{f.name: _to(getattr(self, f.name), device) for f in dataclasses.fields(self)})
 
 
 @dataclass(frozen=True)
@@ -53,18 +65,22 @@ class CaptionBatch:
 
     tokens: Tensor  # (B, L) int64 word ids, 0 = padding
     lengths: Tensor  # (B,) int64 number of valid tokens, each in 1..L
+    # (B, L, MAX_CHARS + 1) int64 char ids of each word of `tokens` (its spelling, kept for a word out of the
+    # vocabulary too), all PAD past a caption's length; read only by `RetrievalModel.reads_characters` families
+    word_chars: Tensor | None = None
 
     def __post_init__(self) -> None:
-        b, _ = _shape(self.tokens, 2, "CaptionBatch.tokens")
+        b, length = _shape(self.tokens, 2, "CaptionBatch.tokens")
         if self.tokens.dtype != torch.int64 or self.lengths.dtype != torch.int64:
             raise ValueError(
                 f"CaptionBatch: tokens and lengths must be int64, got {self.tokens.dtype}, {self.lengths.dtype}"
             )
         if self.lengths.shape != (b,):
             raise ValueError(f"CaptionBatch.lengths: expected shape ({b},), got {tuple(self.lengths.shape)}")
+        _chars(self.word_chars, (b, length), "CaptionBatch.word_chars")
 
     def to(self, device: torch.device | str) -> CaptionBatch:
-        return CaptionBatch(tokens=self.tokens.to(device), lengths=self.lengths.to(device))
+        return CaptionBatch(**{f.name: _to(getattr(self, f.name), device) for f in dataclasses.fields(self)})
 
 
 @dataclass(frozen=True)
@@ -88,6 +104,18 @@ def _shape(tensor: Tensor, dims: int, name: str) -> torch.Size:
     return tensor.shape
 
 
+def _to(tensor: Tensor | None, device: torch.device | str) -> Tensor | None:
+    return None if tensor is None else tensor.to(device)
+
+
+def _chars(chars: Tensor | None, shape: tuple[int, int], name: str) -> None:
+    expected = (*shape, MAX_CHARS + 1)
+    if chars is not None and (chars.dtype != torch.int64 or tuple(chars.shape) != expected):
+        raise ValueError(
+            f"{name}: expected an int64 tensor of shape {expected}, got {chars.dtype} {tuple(chars.shape)}"
+        )
+
+
 def _mask(mask: Tensor, shape: tuple[int, int], name: str) -> None:
     if mask.dtype != torch.bool or tuple(mask.shape) != shape:
         raise ValueError(
@@ -97,6 +125,10 @@ def _mask(mask: Tensor, shape: tuple[int, int], name: str) -> None:
 
 class RetrievalModel(nn.Module, abc.ABC):
     """An image-caption retrieval model: two encoders into one joint space, a similarity, a training loss."""
+
+    # True: the family spells words, so its batches carry `ImageBatch.ocr_chars` and `CaptionBatch.word_chars`
+    # (`stacmr.training.batches`, `characters=True`); the others never pay for reading the strings
+    reads_characters: bool = False
 
     @abc.abstractmethod
     def encode_images(self, images: ImageBatch) -> Tensor | VectorSets:
@@ -110,6 +142,11 @@ class RetrievalModel(nn.Module, abc.ABC):
         """Cosine similarity (the embeddings are unit vectors): (Bi, E) × (Bc, E) → (Bi, Bc). Fine-grained
         families override it for their sets."""
         return img_emb @ cap_emb.T
+
+    def caption_word_embedding(self) -> nn.Embedding | None:
+        """The caption encoder's word vectors (vocabulary ids → word_dim), which `word_init: ocr_fasttext` fills
+        (`stacmr.training.word_init`); None for a family without them."""
+        return None
 
     def hinge(self, margin: float, max_violation: bool) -> tuple[float, bool]:
         """(margin, max_violation) of this family's hinge loss, given the `train` params' ones. Families whose

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from stacmr.features.vocab import PAD, UNK
 from stacmr.models.alignment import hard_assignment_similarity
-from stacmr.models.base import CaptionBatch, ImageBatch, RetrievalModel, VectorSets, config_range
+from stacmr.models.base import CaptionBatch, ImageBatch, RetrievalModel, VectorSets, WordInit, config_range
 from stacmr.models.layers import SelfAttentionBlock, WordEncoder, l2norm
 from stacmr.models.registry import register
 
@@ -42,6 +42,7 @@ class ChanConfig:
     max_violation: bool  # hardest negative after train.warmup_epochs (CHAN: true, one warm-up epoch)
     region_drop: float = config_range(0.0, 0.9)  # training: chance of dropping each real region (VSE∞/CHAN: 0.2)
     token_mask: float = config_range(0.0, 0.9)  # training: chance of replacing each caption word by <unk>
+    word_init: WordInit  # caption word vectors: random (CHAN) or ocr_fasttext (`stacmr.models.base.WordInit`)
 
 
 @register("chan", ChanConfig)
@@ -54,6 +55,9 @@ class Chan(RetrievalModel):
         self.region_fc = nn.Linear(region_dim, config.embed_dim)
         self.region_attention = SelfAttentionBlock(config.embed_dim) if config.self_attention else None
         self.word_encoder = WordEncoder(vocab_size, config.word_dim, config.embed_dim)
+
+    def caption_word_embedding(self) -> nn.Embedding:
+        return self.word_encoder.embed
 
     def encode_regions(self, images: ImageBatch) -> Tensor:
         """(B, R, E) unit region vectors, zero at padded regions."""

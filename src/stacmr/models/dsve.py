@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from stacmr.models.base import CaptionBatch, ImageBatch, RetrievalModel, config_range
+from stacmr.models.base import CaptionBatch, ImageBatch, RetrievalModel, WordInit, config_range
 from stacmr.models.layers import CaptionEncoder, l2norm, weldon_pool
 from stacmr.models.registry import register
 
@@ -34,6 +34,7 @@ class DsveConfig:
     margin: float = config_range(0.0, 2.0)  # hinge margin (DSVE: 0.2); replaces train.margin for this family
     max_violation: bool  # hardest negative after train.warmup_epochs (DSVE: true)
     localisation_dims: int = config_range(1)  # channels of the phrase's largest weights used by `localise`
+    word_init: WordInit  # caption word vectors: random or ocr_fasttext (`stacmr.models.base.WordInit`)
 
 
 @register("dsve", DsveConfig)
@@ -51,6 +52,9 @@ class Dsve(RetrievalModel):
     def activations(self, images: ImageBatch) -> Tensor:
         """A (B, R, H): the region activations WELDON pools; padded regions' rows are zero (and never pooled)."""
         return self.region_fc(torch.where(images.region_mask[..., None], images.regions, 0))
+
+    def caption_word_embedding(self) -> nn.Embedding:
+        return self.caption_encoder.embed
 
     def encode_images(self, images: ImageBatch) -> Tensor:
         pooled = weldon_pool(self.activations(images), images.region_mask, self.config.weldon_k)

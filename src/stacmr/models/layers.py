@@ -176,8 +176,13 @@ class WordEncoder(nn.Module):
             self.embed.weight[PAD].zero_()
 
     def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
-        packed = pack_padded_sequence(self.embed(tokens), lengths.cpu(), batch_first=True, enforce_sorted=False)
-        states, _ = pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=tokens.shape[1])
+        return self.contextualise(self.embed(tokens), lengths)
+
+    def contextualise(self, vectors: Tensor, lengths: Tensor) -> Tensor:
+        """The BiGRU part on given word vectors (B, L, word_dim) (a family may build its own: `chan_char` adds each
+        word's spelling to its embedding) → (B, L, E)."""
+        packed = pack_padded_sequence(vectors, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        states, _ = pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=vectors.shape[1])
         forward, backward = states.chunk(2, dim=-1)
         return l2norm((forward + backward) / 2)
 

@@ -3,8 +3,8 @@
 
 Scene text: OCR vectors (B, T, E_ocr) → BatchNorm over the T slots → Linear → LeakyReLU → l2-norm → graph reasoning
 blocks → l2-norm → mean over the real tokens = t (B, E), zero for an image without text. Fusion with VSRN's visual
-vector v (the region GRU's final state): v ⊙ t + v (release) or v + t, then l2-norm. The caption decoder and the
-loss are VSRN's, on the visual regions.
+vector v (the region GRU's final state): v ⊙ t + v (release) or v + t, then (data_name f30k_precomp, the release's
+training command) BatchNorm1d and l2-norm. The caption decoder and the loss are VSRN's, on the visual regions.
 """
 
 from __future__ import annotations
@@ -65,4 +65,4 @@ class Starnet(Vsrn):
         v = self.visual_vector(reasoned, images.region_mask)
         t = self.text_vector(images)
         fused = v * t + v if self.config.fusion == "product_residual" else v + t
-        return l2norm(fused)
+        return self.joint_vector(fused)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -18,7 +19,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from stacmr.features.vocab import PAD
 from stacmr.losses import caption_generation_loss
-from stacmr.models.base import CaptionBatch, ImageBatch, RetrievalModel, config_range
+from stacmr.models.base import CaptionBatch, ImageBatch, RetrievalModel, WordInit, config_range
 from stacmr.models.layers import CaptionDecoder, CaptionEncoder, GraphReasoning, l2norm, teacher_forcing
 from stacmr.models.registry import register
 
@@ -35,6 +36,11 @@ class VsrnConfig:
     caption_dropout: float = config_range(0.0, 1.0)
     retrieval_weight: float = config_range(0.0)  # weight of the hinge loss (VSRN: 1, STARNet: 2)
     caption_weight: float = config_range(0.0)  # weight of the caption-generation loss (release: 1)
+    word_init: WordInit  # caption word vectors: random (release) or ocr_fasttext (`stacmr.models.base.WordInit`)
+    # The release's `data_name` switch (VSRN and StacMR `EncoderImagePrecompAttn`). f30k_precomp, the data name of
+    # the StacMR README's training command: the projected regions are not l2-normalised, and BatchNorm1d(embed) acts
+    # on the image vector (STARNet: the fused vector) before the final l2-norm. precomp: l2-normalised regions, no BN.
+    data_name: Literal["precomp", "f30k_precomp"]
 
 
 @register("vsrn", VsrnConfig)
@@ -56,15 +62,20 @@ class Vsrn(RetrievalModel):
         self.caption_decoder = CaptionDecoder(
             vocab_size, dim, config.caption_word_dim, config.caption_hidden, config.caption_dropout
         )
+        self.image_norm = nn.BatchNorm1d(dim) if config.data_name == "f30k_precomp" else None
+
+    def caption_word_embedding(self) -> nn.Embedding:
+        return self.caption_encoder.embed
 
     def reason_regions(self, images: ImageBatch) -> Tensor:
         """The reasoned regions (B, R, E), unit rows; what the GRU reads and the caption decoder attends to."""
         mask = images.region_mask
         # Zeroing padding first keeps padded slots' content (NaN included) out of every later product.
         regions = torch.where(mask[..., None], images.regions, 0)
-        # The release l2-normalises the projected regions for every data name but 'f30k_precomp' (StacMR and VSRN
-        # `EncoderImagePrecompAttn`); StacMR trains with data_name 'precomp'.
-        x = l2norm(self.region_fc(regions))
+        # The release l2-normalises the projected regions for every data name but 'f30k_precomp' (`VsrnConfig`).
+        x = self.region_fc(regions)
+        if self.config.data_name != "f30k_precomp":
+            x = l2norm(x)
         for block in self.region_graph:
             x = block(x, mask)
         return l2norm(x)
@@ -77,7 +88,13 @@ class Vsrn(RetrievalModel):
 
     def embed_images(self, images: ImageBatch, reasoned: Tensor) -> Tensor:
         """Image embeddings (B, E) from the batch and its reasoned regions."""
-        return l2norm(self.visual_vector(reasoned, images.region_mask))
+        return self.joint_vector(self.visual_vector(reasoned, images.region_mask))
+
+    def joint_vector(self, image_vector: Tensor) -> Tensor:
+        """The image vector (B, E) into the joint space: BatchNorm under f30k_precomp, then l2-norm (release)."""
+        if self.image_norm is not None:
+            image_vector = self.image_norm(image_vector)
+        return l2norm(image_vector)
 
     def encode_images(self, images: ImageBatch) -> Tensor:
         return self.embed_images(images, self.reason_regions(images))

@@ -20,6 +20,8 @@ FAMILIES: dict[str, Family] = {
     "chan": Family("CHAN", scene_text=False),
     "chan_st": Family("CHAN + scene-text tokens (new combination)", scene_text=True),
     "dsve": Family("DSVE-style (region features)", scene_text=False),
+    "chan_char": Family("oCLIP-style character-aware words + CHAN", scene_text=False),
+    "chan_char_st": Family("oCLIP-style character-aware words and OCR tokens + CHAN", scene_text=True),
 }
 
 SPLITS = {"dev": "CTC-1K", "test": "CTC-5K", "val": "CTC val"}

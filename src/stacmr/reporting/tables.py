@@ -108,11 +108,18 @@ def ablation_table(results: Results, report: ReportParams) -> Table:
                 diff, p = paired_difference(
                     results, ablation, report.baseline, split, "rsum", report.permutations, report.seed
                 )
+            counterpart = results.params.ablations[ablation].counterpart
+            cdiff, cp = (None, None)
+            if counterpart in results.params.evaluate.ablations:
+                cdiff, cp = paired_difference(
+                    results, ablation, counterpart, split, "rsum", report.permutations, report.seed
+                )
             rows.append({
                 "ablation": ablation, "family": ours.label, "train_data": train_data_label(ours.train_data),
                 "scene_text": ours.scene_text, "split": split_label(split), "rsum": ours.value("rsum"),
-                "ci_low": low, "ci_high": high, "diff_vs_baseline": diff, "p_value": p,
-                "mlflow_run_id": ours.run_id, "dvc_stage": ours.stage,
+                "ci_low": low, "ci_high": high, "diff_vs_baseline": diff, "p_value": p, "counterpart": counterpart,
+                "diff_vs_counterpart": cdiff, "p_counterpart": cp, "mlflow_run_id": ours.run_id,
+                "dvc_stage": ours.stage,
             })  # fmt: skip
     long = pd.DataFrame(rows)
     wide_rows = []
@@ -127,11 +134,18 @@ def ablation_table(results: Results, report: ReportParams) -> Table:
                 if r.p_value is None or pd.isna(r.p_value)
                 else f"{r.diff_vs_baseline:+.1f} (p = {r.p_value:.3g})"
             )
+            row[f"{r.split} vs counterpart"] = (
+                "—"
+                if r.p_counterpart is None or pd.isna(r.p_counterpart)
+                else f"{r.diff_vs_counterpart:+.1f} vs {r.counterpart} (p = {r.p_counterpart:.3g})"
+            )
         row["provenance"] = f"MLflow run {_run(first)}; DVC train@{ablation}, evaluate@{ablation}-*"
         wide_rows.append(row)
     notes = (
         f"Baseline: {report.baseline} (visual only). 'vs baseline': rsum difference over the same queries and its "
-        f"two-sided paired sign-flip permutation p-value ({report.permutations} sign flips).",
+        f"two-sided paired sign-flip permutation p-value ({report.permutations} sign flips). 'vs counterpart': the "
+        "same against the visual-only row trained under the same changes (params.yaml `counterpart`): a gain there "
+        "is the scene text's, not the change's.",
         _data_note(results),
     )
     return Table("Ablation table: training data × scene text", long, pd.DataFrame(wide_rows), notes)

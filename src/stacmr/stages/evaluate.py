@@ -1,4 +1,5 @@
-"""`evaluate`: one ablation's best checkpoint on one CTC split → metrics JSON (with CIs and the explicit subset),
+"""`evaluate`: one ablation's best checkpoint on one CTC split → metrics JSON (with CIs, the explicit subset and the
+"does it read?" diagnostics over visual-neighbour groups, and over the true groups where the data has them),
 per-query ranks (.npz), and the same metrics mirrored into the ablation's MLflow training run."""
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import numpy as np
 from stacmr.atomic import atomic_path, write_text
 from stacmr.errors import StacmrError
 from stacmr.evaluation.evaluate import evaluate_split
+from stacmr.evaluation.reading import reading_diagnostics
+from stacmr.features.neighbours import load_neighbours, load_true_groups, neighbours_file
 from stacmr.features.store import FeatureStore, store_file
 from stacmr.stages.common import log, parser, start
 from stacmr.tracking import EXPERIMENT, RUN_FILE, Tracker
@@ -26,6 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--features", required=True, type=Path, help="directory of per-split feature stores")
     p.add_argument("--metrics", required=True, type=Path, help="metrics JSON to write (DVC metrics)")
     p.add_argument("--ranks", required=True, type=Path, help="per-query ranks to write (.npz)")
+    p.add_argument("--neighbours", required=True, type=Path, help="the neighbours stage's folder (groups)")
     args = p.parse_args(argv)
     params = start("evaluate", args)
     if args.split not in params.evaluate.splits:
@@ -35,13 +39,19 @@ def main(argv: list[str] | None = None) -> None:
     device = resolve_device(params.train.device)
     model.to(device)
     e = params.evaluate
-    with FeatureStore(store_file(args.features, f"ctc/{args.split}")) as store:
+    max_words = state["spec"]["train"]["max_caption_words"]
+    name = f"ctc/{args.split}"
+    groups = {"visual": load_neighbours(neighbours_file(args.neighbours, name))["cluster"]}
+    groups.update(load_true_groups(args.neighbours, name))
+    with FeatureStore(store_file(args.features, name)) as store:
         metrics, ranks = evaluate_split(
-            model, store, vocab, state["spec"]["train"]["max_caption_words"], device,
+            model, store, vocab, max_words, device,
             e.max_block_mb << 20, e.finegrained_tile_mb << 20, e.finegrained_matrix_mb << 20,
             e.bootstrap_resamples, e.seed, e.top_k,
         )  # fmt: skip
-    metrics = {"ablation": args.ablation, "split": args.split, "checkpoint_epoch": state["epoch"], **metrics}
+        reading = {kind: reading_diagnostics(model, store, vocab, max_words, device, g) for kind, g in groups.items()}
+    metrics = {"ablation": args.ablation, "split": args.split, "checkpoint_epoch": state["epoch"], **metrics,
+               "reading": reading}  # fmt: skip
     write_text(args.metrics, json.dumps(metrics, indent=2) + "\n")
     args.ranks.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.ranks) as tmp, open(tmp, "wb") as f:

@@ -9,12 +9,10 @@ from stacmr.data.annotations import ANNOTATIONS_FILE, read_annotation_info, read
 from stacmr.data.release import ocr_feats_file, read_split
 from stacmr.errors import StacmrError
 from stacmr.features.build import build_store, training_text
-from stacmr.features.ocr_embedding import OcrEmbedder
+from stacmr.features.ocr_embedding import FASTTEXT_FILE, OcrEmbedder
 from stacmr.features.store import store_file
 from stacmr.params import SOURCE_SPLITS, params_dict
 from stacmr.stages.common import log, parser, start
-
-FASTTEXT_FILE = "ocr_fasttext.bin"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,5 +59,6 @@ def main(argv: list[str] | None = None) -> None:
                 store_file(out, name),
                 producer,
                 read_annotation_info(annotations_path),
+                inputs_root=args.raw,
             )
             log.info("%-16s %6d images", name, len(release.ids))

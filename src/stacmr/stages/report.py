@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> None:
     add_input_flags(p)
     p.add_argument("--features", required=True, type=Path, help="feature stores (captions, OCR tokens)")
     p.add_argument("--history", required=True, type=Path, help="training history CSVs (when MLflow has no run)")
+    p.add_argument("--neighbours", required=True, type=Path, help="the neighbours stage's folder (cluster agreement)")
     p.add_argument("--notebooks", required=True, type=Path, help="folder of the report notebooks")
     p.add_argument("--verdicts", required=True, type=Path, help="output folder of the claims verdicts")
     p.add_argument("--tables", required=True, type=Path, help="output folder of the tables")
@@ -27,6 +28,17 @@ def main(argv: list[str] | None = None) -> None:
     results = load_results(params, args.metrics, args.models, args.ranks)
     verdicts = verify(load_claims(args.claims), results, params.report)
     write_verdicts(verdicts, results, params.report, args.verdicts)
-    inputs = ("params", "claims", "metrics", "models", "ranks", "features", "history", "tables", "figures")
+    inputs = (
+        "params",
+        "claims",
+        "metrics",
+        "models",
+        "ranks",
+        "features",
+        "history",
+        "neighbours",
+        "tables",
+        "figures",
+    )
     pages = run_notebooks(args.notebooks, args.executed, {k: str(Path(getattr(args, k)).resolve()) for k in inputs})
     log.info("report: %s", ", ".join(str(page) for page in pages))

@@ -15,6 +15,8 @@ import torch
 from stacmr.atomic import write_text
 from stacmr.checksum import sha256_file
 from stacmr.errors import StacmrError
+from stacmr.features.neighbours import load_neighbours, neighbours_file
+from stacmr.features.ocr_embedding import fasttext_model_path
 from stacmr.features.store import FeatureStore, store_file
 from stacmr.features.vocab import Vocabulary
 from stacmr.models import build_model
@@ -23,6 +25,7 @@ from stacmr.stages.common import log, parser, start
 from stacmr.tracking import EXPERIMENT, RUN_FILE, Tracker, extraction_tags, provenance_tags
 from stacmr.training.device import resolve_device
 from stacmr.training.loop import RunSpec, fit, selection_score
+from stacmr.training.word_init import initialise_word_vectors, ocr_fasttext_word_vectors
 
 VALIDATION = "ctc/val"
 
@@ -33,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--features", required=True, type=Path, help="directory of per-split feature stores")
     p.add_argument("--trainset", required=True, type=Path, help="the combined training store")
     p.add_argument("--vocab", required=True, type=Path, help="the caption vocabulary")
+    p.add_argument("--neighbours", required=True, type=Path, help="visual-neighbour clusters per store (sampler)")
     p.add_argument("--out", required=True, type=Path, help="checkpoint directory (best.pt, last.pt)")
     p.add_argument("--history", required=True, type=Path, help="per-epoch history CSV (DVC plots)")
     p.add_argument("--metrics", required=True, type=Path, help="best validation metrics JSON (DVC metrics)")
@@ -44,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
         raise StacmrError(f"--ablation {args.ablation!r}: not in params.yaml ablations {sorted(params.ablations)}")
     ablation = params.ablations[args.ablation]
     config = params.model_config(args.ablation)
-    device = resolve_device(params.train.device)
+    train_params = params.train_params(args.ablation)
+    device = resolve_device(train_params.device)
     vocab = Vocabulary.load(args.vocab)
     train_path = args.trainset if ablation.train_data == "trainset" else store_file(args.features, ablation.train_data)
     with FeatureStore(train_path) as train_store, FeatureStore(store_file(args.features, VALIDATION)) as val_store:
@@ -53,11 +58,24 @@ def main(argv: list[str] | None = None) -> None:
             VALIDATION: sha256_file(val_store.path),
             "vocab": sha256_file(args.vocab),
         }
+        clusters = None
+        if train_params.sampler == "visual_neighbours":
+            neighbours_path = neighbours_file(args.neighbours, ablation.train_data)
+            clusters = load_neighbours(neighbours_path)["cluster"]
+            if len(clusters) != len(train_store):
+                raise StacmrError(f"{neighbours_path}: {len(clusters)} images, the store {train_path} has "
+                                  f"{len(train_store)}: rerun `dvc repro neighbours`")  # fmt: skip
+            data["neighbours"] = sha256_file(neighbours_path)
         sizes = train_store.sizes
         dims = {"region_dim": sizes["D"], "ocr_dim": sizes["E"], "ocr_slots": sizes["T"], "vocab_size": len(vocab)}
-        spec = RunSpec(ablation.family, asdict(config), dims, params_dict(params.train), data)
-        torch.manual_seed(params.train.seed)
+        torch.manual_seed(train_params.seed)
         model = build_model(ablation.family, config, **dims).to(device)
+        word_init = {"source": "random"}
+        if getattr(config, "word_init", "random") == "ocr_fasttext":
+            fasttext_path = fasttext_model_path(args.features, params.features.fasttext)
+            vectors, word_init = ocr_fasttext_word_vectors(vocab, fasttext_path, config.word_dim)
+            initialise_word_vectors(model, vectors)
+        spec = RunSpec(ablation.family, asdict(config), dims, params_dict(train_params), data, word_init)
         args.out.mkdir(parents=True, exist_ok=True)
         with Tracker(EXPERIMENT, args.ablation) as tracker:
             tracker.log_params(
@@ -69,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
                 "data.source": params.data.source,
                 "train_data": ablation.train_data,
                 "device": str(device),
-                "seed": str(params.train.seed),
+                "seed": str(train_params.seed),
                 "platform": platform.platform(),
             }
             tracker.set_tags({**provenance_tags(), **tags, **{f"sha256.{k}": v for k, v in data.items()}})
@@ -77,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
             history = fit(
                 model,
                 spec,
-                params.train,
+                train_params,
                 train_store,
                 val_store,
                 vocab,
@@ -85,11 +103,13 @@ def main(argv: list[str] | None = None) -> None:
                 args.out,
                 args.history,
                 args.resume,
+                clusters,
                 on_epoch=lambda row: tracker.log_metrics(row, step=int(row["epoch"])),
             )
             best = max(history, key=lambda row: selection_score(_val(row)))
+            # timing and memory differ on every run: MLflow only, never in the DVC metrics (issue #14)
             usage = {"train_seconds": round(time.monotonic() - started, 1), "peak_rss_mib": _peak_rss_mib()}
-            write_text(args.metrics, json.dumps({"epoch": best["epoch"], **_val(best), **usage}, indent=2) + "\n")
+            write_text(args.metrics, json.dumps({"epoch": best["epoch"], **_val(best)}, indent=2) + "\n")
             tracker.set_tags({k: str(v) for k, v in usage.items()})
             tracker.log_artifact(args.history)
             tracker.log_artifact(args.metrics)

@@ -16,40 +16,60 @@ import torch
 from stacmr.features.store import FeatureStore
 from stacmr.features.vocab import Vocabulary
 from stacmr.models import CaptionBatch, ImageBatch
+from stacmr.models.characters import MAX_CHARS, encode_strings
+from stacmr.text import words
 
 
-def read_images(store: FeatureStore, rows: np.ndarray) -> ImageBatch:
-    """The images at `rows` (any order, repeats allowed) as float32 tensors."""
+def read_images(store: FeatureStore, rows: np.ndarray, characters: bool = False) -> ImageBatch:
+    """The images at `rows` (any order, repeats allowed) as float32 tensors; with `characters`, also the OCR
+    strings' char ids (`ImageBatch.ocr_chars`), for the families that spell words."""
     unique, inverse = np.unique(rows, return_inverse=True)
     regions = store["regions"][unique].astype(np.float32)[inverse]
     counts = store["region_count"][unique][inverse]
     ocr = store["ocr_emb"][unique].astype(np.float32)[inverse]
+    store.check_finite(rows, regions=regions, ocr_emb=ocr)  # NaN/inf: one error naming the file, field and image
     ocr_mask = store["ocr_mask"][unique][inverse]
     region_mask = np.arange(regions.shape[1])[None, :] < counts[:, None]
+    ocr_chars = None
+    if characters:
+        strings = store["ocr_tokens"].asstr()[unique][inverse]  # (B, T), "" in padded slots
+        ocr_chars = torch.from_numpy(encode_strings(strings.ravel().tolist()).reshape(*strings.shape, -1))
     return ImageBatch(
         regions=torch.from_numpy(regions),
         region_mask=torch.from_numpy(region_mask),
         ocr=torch.from_numpy(ocr),
         ocr_mask=torch.from_numpy(ocr_mask),
+        ocr_chars=ocr_chars,
     )
 
 
-def encode_captions(captions: list[str], vocab: Vocabulary, max_words: int) -> CaptionBatch:
+def encode_captions(captions: list[str], vocab: Vocabulary, max_words: int, characters: bool = False) -> CaptionBatch:
+    """Word ids of `captions`; with `characters`, also each word's spelling (`CaptionBatch.word_chars`: the words
+    `vocab.encode` maps, so a word out of the vocabulary keeps its characters; an empty caption's <unk> has none)."""
     ids = [vocab.encode(c, max_words) for c in captions]
     lengths = np.array([len(x) for x in ids], dtype=np.int64)
     tokens = np.zeros((len(ids), lengths.max()), dtype=np.int64)
     for i, x in enumerate(ids):
         tokens[i, : len(x)] = x
-    return CaptionBatch(tokens=torch.from_numpy(tokens), lengths=torch.from_numpy(lengths))
+    word_chars = None
+    if characters:
+        word_chars = np.zeros((*tokens.shape, MAX_CHARS + 1), dtype=np.int64)
+        for i, caption in enumerate(captions):
+            spelt = words(caption)[:max_words]
+            word_chars[i, : len(spelt)] = encode_strings(spelt)
+        word_chars = torch.from_numpy(word_chars)
+    return CaptionBatch(tokens=torch.from_numpy(tokens), lengths=torch.from_numpy(lengths), word_chars=word_chars)
 
 
-def read_captions(store: FeatureStore, caption_rows: np.ndarray, vocab: Vocabulary, max_words: int) -> CaptionBatch:
-    """Captions by flat index (image i's k-th caption is i·C + k), any order."""
+def read_captions(
+    store: FeatureStore, caption_rows: np.ndarray, vocab: Vocabulary, max_words: int, characters: bool = False
+) -> CaptionBatch:
+    """Captions by flat index (image i's k-th caption is i·C + k), any order; `characters` as `encode_captions`."""
     c = store.sizes["C"]
     images = caption_rows // c
     unique, inverse = np.unique(images, return_inverse=True)
     texts = store["captions"].asstr()[unique][inverse, caption_rows % c]
-    return encode_captions(list(texts), vocab, max_words)
+    return encode_captions(list(texts), vocab, max_words, characters)
 
 
 def epoch_order(n_captions: int, seed: int, epoch: int) -> np.ndarray:
@@ -58,16 +78,25 @@ def epoch_order(n_captions: int, seed: int, epoch: int) -> np.ndarray:
 
 
 def training_batches(
-    store: FeatureStore, vocab: Vocabulary, batch_size: int, seed: int, epoch: int, max_words: int
+    store: FeatureStore,
+    vocab: Vocabulary,
+    batch_size: int,
+    order: np.ndarray,
+    max_words: int,
+    characters: bool = False,
 ) -> Iterator[tuple[ImageBatch, CaptionBatch]]:
-    """(images, captions) batches of one epoch; images[i] is the image of captions[i]. The last short batch is kept
-    unless it has a single pair (a hinge loss needs a negative)."""
-    order = epoch_order(len(store) * store.sizes["C"], seed, epoch)
+    """(images, captions) batches of one epoch, consecutive windows of `order` (the epoch's caption order:
+    `epoch_order`, or `sampler.neighbour_order`); images[i] is the image of captions[i]. The last short batch is kept
+    unless it has a single pair (a hinge loss needs a negative). `characters`: with the words' and OCR strings'
+    char ids (`read_images`, `encode_captions`), for a family that `reads_characters`."""
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
         if len(rows) < 2:
             break
-        yield read_images(store, rows // store.sizes["C"]), read_captions(store, rows, vocab, max_words)
+        yield (
+            read_images(store, rows // store.sizes["C"], characters),
+            read_captions(store, rows, vocab, max_words, characters),
+        )
 
 
 def n_batches(store: FeatureStore, batch_size: int) -> int:

@@ -1,7 +1,7 @@
 """Self-describing checkpoints: model and optimiser state, RNG state, progress, history and the config as plain data.
 
 Written atomically (a kill never leaves a half checkpoint) and read back with `weights_only=True` (DESIGN.md,
-reliability rules), so everything in one is a tensor or plain Python data.
+reliability rules), so everything in one is a tensor or plain Python data. The same state gives the same bytes.
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ CHECKPOINT_VERSION = 1
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({**state, "checkpoint_version": CHECKPOINT_VERSION}, tmp)
+    # torch.save names the zip archive's inner folder after a file name it is given (here the random temporary
+    # name); given an open file it uses the fixed name "archive", so equal states give equal bytes (issue #14)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save({**state, "checkpoint_version": CHECKPOINT_VERSION}, f)
 
 
 def rebuild_model(state: dict[str, Any]) -> tuple[Any, Any]:

@@ -31,8 +31,9 @@ from stacmr.features.vocab import Vocabulary
 from stacmr.losses import hinge_triplet
 from stacmr.models import RetrievalModel
 from stacmr.params import TrainParams
-from stacmr.training.batches import n_batches, training_batches
+from stacmr.training.batches import epoch_order, n_batches, training_batches
 from stacmr.training.checkpoint import load_checkpoint, save_checkpoint
+from stacmr.training.sampler import neighbour_order
 
 log = logging.getLogger("stacmr")
 
@@ -68,8 +69,9 @@ class RunSpec:
     family: str
     model_config: dict[str, Any]
     dims: dict[str, int]  # build_model's data sizes (vocab_size, region_dim, ocr_dim, ocr_slots)
-    train: dict[str, Any]
-    data: dict[str, str]  # store name → sha256 of the training and validation stores
+    train: dict[str, Any]  # the ablation's `train` params (its overrides applied)
+    data: dict[str, str]  # store name → sha256 of the training and validation stores (and the neighbour clusters)
+    word_init: dict[str, Any]  # how the caption word vectors started (`stacmr.training.word_init`: the fitted map)
 
 
 def _history_csv(history: list[dict[str, float]]) -> str:
@@ -91,10 +93,14 @@ def fit(
     out_dir: Path,
     history_path: Path,
     resume: bool,
+    clusters: np.ndarray | None = None,
     on_epoch: Callable[[dict[str, float]], None] = lambda row: None,
 ) -> list[dict[str, float]]:
     """Train `model` (already seeded and on `device`); returns the per-epoch history. Writes `best.pt`, `last.pt` to
-    `out_dir` and the history CSV to `history_path` after every epoch."""
+    `out_dir` and the history CSV to `history_path` after every epoch. `clusters` (N,): the training store's
+    visual-neighbour cluster per image, for `params.sampler: visual_neighbours`."""
+    if (params.sampler == "visual_neighbours") != (clusters is not None):
+        raise ValueError(f"sampler {params.sampler!r} {'needs' if clusters is None else 'takes no'} clusters")
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=params.lr_decay_every, gamma=params.lr_decay)
     start_epoch, best_score, history = 0, -math.inf, []
@@ -124,7 +130,13 @@ def fit(
         hardest = max_violation and epoch >= params.warmup_epochs
         criterion = functools.partial(hinge_triplet, margin=margin, max_violation=hardest)
         sums: dict[str, float] = {}
-        batches = training_batches(train_store, vocab, params.batch_size, params.seed, epoch, params.max_caption_words)
+        n_captions = len(train_store) * train_store.sizes["C"]
+        order = (
+            epoch_order(n_captions, params.seed, epoch)
+            if clusters is None
+            else neighbour_order(clusters, train_store.sizes["C"], params.seed, epoch)
+        )
+        batches = training_batches(train_store, vocab, params.batch_size, order, params.max_caption_words)
         bar = tqdm(batches, total=steps, desc=f"epoch {epoch + 1}/{params.epochs}", unit="batch")
         for images, captions in bar:
             losses = model.loss(images.to(device), captions.to(device), criterion)

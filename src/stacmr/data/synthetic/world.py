@@ -145,6 +145,7 @@ class _SourceWriter:
                     scene_text=image.text_words,
                     ocr_tokens=_ocr_tokens(image.text_words, rng, p),
                     captions=tuple(captions),
+                    group=image.group if self.source == "ctc" else None,
                 )
                 out.add(regions, captions, image_id)
                 self.annotations.append(ann)
