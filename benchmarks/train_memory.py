@@ -39,7 +39,14 @@ def train_some(store_path: str, family: str, batches: int) -> None:
         model = build_model(family, params.models[family], len(vocab), s["D"], s["E"], s["T"])
         optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
         for i, (images, captions) in enumerate(
-            training_batches(store, vocab, t.batch_size, epoch_order(len(store) * store.sizes["C"], 0, 0), 32)
+            training_batches(
+                store,
+                vocab,
+                t.batch_size,
+                epoch_order(len(store) * store.sizes["C"], 0, 0),
+                32,
+                characters=model.reads_characters,
+            )
         ):
             if i == batches:
                 break

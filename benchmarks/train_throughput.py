@@ -50,7 +50,12 @@ def main() -> None:
             model = build_model(family, config, len(vocab), store.sizes["D"], store.sizes["E"], store.sizes["T"])
             optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
             batches = training_batches(
-                store, vocab, t.batch_size, epoch_order(len(store) * store.sizes["C"], t.seed, 0), t.max_caption_words
+                store,
+                vocab,
+                t.batch_size,
+                epoch_order(len(store) * store.sizes["C"], t.seed, 0),
+                t.max_caption_words,
+                characters=model.reads_characters,
             )
             first = [next(batches) for _ in range(3)]
             for images, captions in first:

@@ -136,7 +136,9 @@ def fit(
             if clusters is None
             else neighbour_order(clusters, train_store.sizes["C"], params.seed, epoch)
         )
-        batches = training_batches(train_store, vocab, params.batch_size, order, params.max_caption_words)
+        batches = training_batches(
+            train_store, vocab, params.batch_size, order, params.max_caption_words, model.reads_characters
+        )
         bar = tqdm(batches, total=steps, desc=f"epoch {epoch + 1}/{params.epochs}", unit="batch")
         for images, captions in bar:
             losses = model.loss(images.to(device), captions.to(device), criterion)
