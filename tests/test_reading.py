@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from stacmr.evaluation import reading
-from stacmr.evaluation.reading import naming_captions, ocr_swap, reading_diagnostics, rotate_ocr, within_group_choice
+from stacmr.evaluation.reading import naming_captions, reading_diagnostics, rotate_ocr
 from stacmr.features.store import FeatureStore, create_store
 from stacmr.features.vocab import Vocabulary
 from stacmr.models import CaptionBatch, ImageBatch, RetrievalModel, VectorSets
@@ -156,8 +156,8 @@ def test_a_reader_picks_its_own_image_and_follows_its_text(store, vocab, family)
 def test_a_model_blind_to_ocr_never_wins_a_tie(store, vocab):
     torch.manual_seed(0)
     model = Blind(vocab)
-    within = within_group_choice(model, store, vocab, 10, DEVICE, GROUPS)
-    swap = ocr_swap(model, store, vocab, 10, DEVICE, GROUPS)
+    within = reading_diagnostics(model, store, vocab, 10, DEVICE, GROUPS, probes=("within_group",))
+    swap = reading_diagnostics(model, store, vocab, 10, DEVICE, GROUPS, probes=("ocr_swap",))
     assert within == {"within_group": 0.0, "within_group_chance": pytest.approx(CHANCE), "within_group_queries": 6}
     assert swap["ocr_swap"] <= swap["ocr_swap_chance"] and swap["ocr_swap_queries"] == QUERIES
 

@@ -25,9 +25,10 @@ def test_neighbours_stage_writes_every_store_and_agrees_with_the_true_groups(pip
         saved = load_neighbours(neighbours_file(out, name))
         assert saved["neighbours"].shape[1] == params.neighbours.k
         assert np.bincount(saved["cluster"]).max() <= params.neighbours.cluster_size
-    assert load_true_groups(out, "ctc/dev")["true"].shape == load_neighbours(neighbours_file(out, "ctc/dev"))[
-        "cluster"
-    ].shape
+    assert (
+        load_true_groups(out, "ctc/dev")["true"].shape
+        == load_neighbours(neighbours_file(out, "ctc/dev"))["cluster"].shape
+    )
     assert load_true_groups(out, "f30k/train") == {}  # no groups in that source: the diagnostics use visual ones
     agreement = json.loads((out / "agreement.json").read_text())
     assert set(agreement) == {"ctc/train", "ctc/val", "ctc/dev", "ctc/test"}
@@ -47,7 +48,7 @@ def trained(pipeline, tmp_path_factory):
 
 
 def test_training_with_neighbour_batches_and_the_shared_word_space_is_recorded_and_deterministic(trained):
-    root, out = trained
+    _, out = trained
     state = load_checkpoint(out / "models" / ABLATION / "best.pt")
     spec = state["spec"]
     assert spec["train"]["sampler"] == "visual_neighbours"

@@ -213,32 +213,6 @@ def _diagnose(
         model.train(was_training)
 
 
-def within_group_choice(
-    model: RetrievalModel,
-    store: FeatureStore,
-    vocab: Vocabulary,
-    max_words: int,
-    device: torch.device,
-    groups: np.ndarray,
-    batch_size: int = 256,
-) -> dict[str, float | int | None]:
-    """{"within_group", "within_group_chance", "within_group_queries"} of `model` on `store` (module docstring)."""
-    return _diagnose(model, store, vocab, max_words, device, groups, batch_size, ("within_group",))
-
-
-def ocr_swap(
-    model: RetrievalModel,
-    store: FeatureStore,
-    vocab: Vocabulary,
-    max_words: int,
-    device: torch.device,
-    groups: np.ndarray,
-    batch_size: int = 256,
-) -> dict[str, float | int | None]:
-    """{"ocr_swap", "ocr_swap_chance", "ocr_swap_queries"} of `model` on `store` (module docstring)."""
-    return _diagnose(model, store, vocab, max_words, device, groups, batch_size, ("ocr_swap",))
-
-
 def reading_diagnostics(
     model: RetrievalModel,
     store: FeatureStore,
@@ -247,6 +221,8 @@ def reading_diagnostics(
     device: torch.device,
     groups: np.ndarray,
     batch_size: int = 256,
+    probes: tuple[str, ...] = ("within_group", "ocr_swap"),
 ) -> dict[str, float | int | None]:
-    """Both probes' keys, from one encoding of the store."""
-    return _diagnose(model, store, vocab, max_words, device, groups, batch_size, ("within_group", "ocr_swap"))
+    """The keys of each of `probes` ("within_group": {"within_group", "within_group_chance",
+    "within_group_queries"}; "ocr_swap": the same with "ocr_swap"), from one encoding of the store."""
+    return _diagnose(model, store, vocab, max_words, device, groups, batch_size, probes)
