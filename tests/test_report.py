@@ -52,7 +52,7 @@ def report(pipeline, tmp_path_factory, repo_params):
             "report", "--params", str(params), "--claims", str(REPO / "paper_claims.yaml"),
             "--metrics", str(out / "eval"), "--models", str(out / "models"), "--ranks", str(out / "ranks"),
             "--features", str(root / "features"), "--history", str(out / "plots"),
-            "--neighbours", str(root / "neighbours"),
+            "--neighbours", str(root / "neighbours"), "--sweep", str(out / "no_sweep.csv"),
             "--notebooks", str(REPO / "notebooks"), "--verdicts", str(out / "reports" / "claims"),
             "--tables", str(out / "reports" / "tables"), "--figures", str(out / "reports" / "figures"),
             "--executed", str(out / "reports" / "notebooks"),

@@ -21,6 +21,7 @@ STAGES = {
     "ocr-quality": "stacmr.stages.ocr_quality",
     "verify": "stacmr.stages.verify",
     "report": "stacmr.stages.report",
+    "sweep": "stacmr.stages.sweep",
 }
 
 

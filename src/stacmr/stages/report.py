@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--features", required=True, type=Path, help="feature stores (captions, OCR tokens)")
     p.add_argument("--history", required=True, type=Path, help="training history CSVs (when MLflow has no run)")
     p.add_argument("--neighbours", required=True, type=Path, help="the neighbours stage's folder (cluster agreement)")
+    p.add_argument("--sweep", required=True, type=Path, help="the OCR-noise sweep table (drawn when it exists)")
     p.add_argument("--notebooks", required=True, type=Path, help="folder of the report notebooks")
     p.add_argument("--verdicts", required=True, type=Path, help="output folder of the claims verdicts")
     p.add_argument("--tables", required=True, type=Path, help="output folder of the tables")

@@ -1,0 +1,80 @@
+"""The OCR-noise sweep: how the word encoders (fastText vectors vs the oCLIP-style character encoder) hold up as the
+OCR misreads more characters (`synthetic.ocr_char_error`), from DVC experiments.
+
+The sweep runs as DVC experiments, one per noise level (README, "OCR-noise sweep"); `stacmr sweep` collects them
+(`dvc.api.exp_show`: one flat row per experiment, params and metrics as columns named by their file) into
+`reports/sweeps/ocr_noise.csv`, one row per (noise, ablation, split) with rsum, its CTC-1K explicit rsum and the
+"does it read?" scores over the true groups. The report draws `ocr_noise_figure` when that file exists.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from stacmr.errors import StacmrError
+from stacmr.reporting.labels import split_label
+
+NOISE = "synthetic.ocr_char_error"
+COLUMNS = ("ocr_char_error", "experiment", "ablation", "split", "rsum", "within_group", "ocr_swap")
+# a metric column of exp_show: "<...>/metrics/<ablation>/<split>.json:<key>" (the path prefix is DVC's choice)
+_METRIC = re.compile(r"(?:^|/)metrics/(?P<ablation>[a-z0-9_]+)/(?P<split>[a-z]+)\.json:(?P<key>.+)$")
+_KEYS = {"rsum": "rsum", "reading.true.within_group": "within_group", "reading.true.ocr_swap": "ocr_swap"}
+
+
+def sweep_rows(experiments: list[dict[str, Any]], ablations: tuple[str, ...]) -> pd.DataFrame:
+    """The sweep table from `dvc.api.exp_show()` rows: every experiment with a noise level and metrics of
+    `ablations`, one row per (experiment, ablation, split)."""
+    rows: dict[tuple, dict[str, Any]] = {}
+    for exp in experiments:
+        noise = next((v for k, v in exp.items() if k == NOISE or k.endswith(":" + NOISE)), None)
+        if noise is None:
+            continue
+        name = exp.get("Experiment") or exp.get("rev") or "workspace"
+        for column, value in exp.items():
+            match = _METRIC.search(column)
+            if not match or match["ablation"] not in ablations or match["key"] not in _KEYS or value is None:
+                continue
+            key = (name, match["ablation"], match["split"])
+            row = rows.setdefault(key, {"ocr_char_error": float(noise), "experiment": name,
+                                        "ablation": match["ablation"], "split": match["split"]})  # fmt: skip
+            row[_KEYS[match["key"]]] = float(value)
+    table = pd.DataFrame(list(rows.values()), columns=list(COLUMNS))
+    # the workspace repeats the experiment it was last run as (or the commit's own numbers): keep a named one
+    table["_workspace"] = table["experiment"] == "workspace"
+    table = table.sort_values(["ablation", "split", "ocr_char_error", "_workspace", "experiment"])
+    table = table.drop_duplicates(["ablation", "split", "ocr_char_error"]).drop(columns="_workspace")
+    return table.reset_index(drop=True)
+
+
+def read_sweep(path: Path) -> pd.DataFrame | None:
+    """The collected sweep, or None when it has not been run (the report then leaves the figure out)."""
+    if not path.exists():
+        return None
+    table = pd.read_csv(path)
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise StacmrError(f"{path}: not an OCR-noise sweep table (missing columns {missing}); rerun `stacmr sweep`")
+    return table
+
+
+def ocr_noise_figure(table: pd.DataFrame, synthetic: bool) -> plt.Figure:
+    """rsum (left) and within-group choice over the true groups (right) against the OCR character error rate,
+    one line per ablation and split."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    for (ablation, split), group in table.groupby(["ablation", "split"], sort=True):
+        label = f"{ablation}, {split_label(split)}"
+        group = group.sort_values("ocr_char_error")
+        axes[0].plot(group["ocr_char_error"], group["rsum"], marker="o", label=label)
+        axes[1].plot(group["ocr_char_error"], group["within_group"], marker="o", label=label)
+    axes[0].set(xlabel="OCR character error rate", ylabel="rsum", title="Retrieval")
+    axes[1].set(xlabel="OCR character error rate", ylabel="within-group choice", title="Does it read? (true groups)")
+    axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="small", frameon=False)
+    if synthetic:
+        fig.suptitle("OCR-noise sweep on the synthetic CTC world (absolute values not comparable to the paper)",
+                     fontsize="medium")  # fmt: skip
+    return fig
