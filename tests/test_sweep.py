@@ -26,6 +26,7 @@ def test_sweep_rows_take_every_noise_level_once_and_only_the_asked_ablations(tmp
         _exp("ocr-0", 0.0, 410.0, 0.9),
         _exp("ocr-0.15", 0.15, 380.0, 0.6),
         {"Experiment": "queued", "params.yaml:synthetic.ocr_char_error": None},
+        {**_exp("ocr-0.3", 0.3, 1.0, 0.1), "State": "Running"},  # shows its baseline's metrics until it ends
     ]
     table = sweep_rows(rows, ("chan_st_ws_nb", "chan_char_st_nb"))
     assert list(table.columns) == list(COLUMNS)

@@ -48,17 +48,28 @@ def show(png: Path) -> Image:
     return Image(filename=str(png))
 
 
+def _palette(n: int) -> list:
+    """n distinguishable colours: the colour-blind palette up to its 10, tab20 beyond (17 ablations and more)."""
+    return sns.color_palette("colorblind" if n <= 10 else "tab20", n)
+
+
+def _legend_outside(fig: Figure, ax: plt.Axes) -> None:
+    """One legend for the figure, right of the panels, so that it never covers a bar or a curve (issue #17)."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+
+
 def recall_figure(results: Results) -> Figure:
     """R@1/5/10 per method, one panel per split and direction, bars with 95% bootstrap CIs."""
     rows = [
-        {"split": split_label(e.split), "direction": _DIRECTIONS[d], "K": f"R@{k}", "method": e.method,
+        {"split": split_label(e.split), "direction": _DIRECTIONS[d], "K": f"R@{k}", "method": e.ablation,
          "value": e.value(f"{d}_r{k}"), "low": e.ci(f"{d}_r{k}")[0], "high": e.ci(f"{d}_r{k}")[1]}
         for e in results.evaluated.values() for d in _DIRECTIONS for k in RECALL_KS
     ]  # fmt: skip
     frame = pd.DataFrame(rows)
     methods = list(dict.fromkeys(frame["method"]))
     splits, directions = list(dict.fromkeys(frame["split"])), list(_DIRECTIONS.values())
-    colours = dict(zip(methods, sns.color_palette("colorblind", len(methods)), strict=True))
+    colours = dict(zip(methods, _palette(len(methods)), strict=True))
     width = 0.8 / len(methods)
     with sns.axes_style("whitegrid"):
         fig, axes = plt.subplots(len(splits), 2, figsize=(11, 3.2 * len(splits)), squeeze=False, sharey=True)
@@ -72,9 +83,9 @@ def recall_figure(results: Results) -> Figure:
             ax.errorbar(x, v, yerr=err, fmt="none", ecolor="black", elinewidth=1, capsize=2)
         ax.set_xticks(np.arange(len(RECALL_KS)), [f"R@{k}" for k in RECALL_KS])
         ax.set(title=f"{split}, {direction}", ylabel="recall (%)", ylim=(0, 100))
-    axes[0][-1].legend(fontsize=8, loc="upper left")
     fig.suptitle("Recall@K with 95% bootstrap CIs")
     fig.tight_layout()
+    _legend_outside(fig, axes[0][-1])
     return fig
 
 
@@ -83,15 +94,17 @@ def rank_figure(results: Results) -> Figure:
     splits = results.params.evaluate.splits
     with sns.axes_style("whitegrid"):
         fig, axes = plt.subplots(1, len(splits), figsize=(5 * len(splits), 3.5), squeeze=False)
+    colours = _palette(len(results.params.evaluate.ablations))
     for ax, split in zip(axes[0], splits, strict=True):
-        for e in (e for e in results.evaluated.values() if e.split == split):
+        for e, colour in zip((e for e in results.evaluated.values() if e.split == split), colours, strict=True):
             ranks = np.sort(results.ranks(e.ablation, split)["t2i"] + 1)
-            ax.step(ranks, np.arange(1, len(ranks) + 1) / len(ranks), where="post", label=e.method)
+            ax.step(ranks, np.arange(1, len(ranks) + 1) / len(ranks), where="post", label=e.ablation, color=colour)
         ax.set_xscale("log")
         ax.set_xlabel("rank of the ground-truth image (log)")
         ax.set_ylabel("share of caption queries")
         ax.set_title(f"{split_label(split)}: text → image ranks")
-    axes[0][-1].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    _legend_outside(fig, axes[0][-1])
     return fig
 
 
@@ -99,13 +112,14 @@ def training_figure(histories: list[History]) -> Figure:
     """Validation rsum and training loss per epoch, per ablation; the legend says where each curve was read."""
     with sns.axes_style("whitegrid"):
         fig, (rsum_ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
-    for h in histories:
-        rsum_ax.plot(h.frame["epoch"], h.frame["val_rsum"], marker="o", label=h.label)
+    for h, colour in zip(histories, _palette(len(histories)), strict=True):
+        rsum_ax.plot(h.frame["epoch"], h.frame["val_rsum"], marker="o", label=h.ablation, color=colour)
         if "loss_loss" in h.frame:
-            loss_ax.plot(h.frame["epoch"], h.frame["loss_loss"], marker="o", label=h.label)
+            loss_ax.plot(h.frame["epoch"], h.frame["loss_loss"], marker="o", label=h.ablation, color=colour)
     rsum_ax.set(xlabel="epoch", ylabel="validation rsum", title="Validation rsum (CTC val)")
     loss_ax.set(xlabel="epoch", ylabel="training loss", title="Training loss", yscale="log")
-    rsum_ax.legend(fontsize=8)
+    fig.tight_layout()
+    _legend_outside(fig, loss_ax)
     sources = "\n".join(f"{h.ablation}: {h.source}" for h in histories)
     fig.text(0.01, -0.02, f"Curves read from:\n{sources}", fontsize=7, va="top")
     return fig

@@ -20,7 +20,6 @@ from stacmr.tracking import metric_history
 @dataclass(frozen=True)
 class History:
     ablation: str
-    label: str  # the method, e.g. "STARNet (full mix)"
     frame: pd.DataFrame  # one row per epoch: epoch, lr, loss_*, val_* (the train stage's history columns)
     source: str  # "MLflow run <id>" or "DVC plots <csv> (...)"
 
@@ -61,5 +60,5 @@ def training_histories(results: Results, history_dir: Path) -> list[History]:
             frame = _from_csv(path)
             why = "no MLflow run recorded" if not ours.run_id else f"MLflow run {ours.run_id} not in the store"
             source = f"DVC plots {path} ({why})"
-        histories.append(History(ablation, ours.method, frame, source))
+        histories.append(History(ablation, frame, source))
     return histories

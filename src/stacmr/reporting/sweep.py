@@ -32,7 +32,8 @@ def sweep_rows(experiments: list[dict[str, Any]], ablations: tuple[str, ...]) ->
     rows: dict[tuple, dict[str, Any]] = {}
     for exp in experiments:
         noise = next((v for k, v in exp.items() if k == NOISE or k.endswith(":" + NOISE)), None)
-        if noise is None:
+        # a running or queued experiment shows its baseline's metrics, a failed one none of its own
+        if noise is None or exp.get("State") in ("Running", "Queued", "Failed"):
             continue
         name = exp.get("Experiment") or exp.get("rev") or "workspace"
         for column, value in exp.items():
