@@ -19,27 +19,13 @@ from stacmr.models.char_encoder import IGNORE, CharEncoder, mask_one_character
 from stacmr.models.characters import ALPHABET, CHAR_VOCAB, EOS, FIRST_CHAR, MASK, MAX_CHARS, PAD, encode_strings
 from stacmr.models.characters import UNK as CHAR_UNK
 from stacmr.training.batches import read_captions, read_images, training_batches
+from tests.test_chan_dsve import CHAN
 from tests.test_models import HINGE, OCR_DIM, REGION_DIM, SLOTS, VOCAB, finite_grads, make_captions, make_images
 
 # Spellings of the test vocabulary's ids 4..19 (make_captions draws ids from 4 to VOCAB - 1).
 WORDS = ["bus", "stop", "cafe", "open", "main", "street", "sale", "hotel"]
 WORDS += ["pizza", "bar", "exit", "taxi", "bank", "park", "shop", "zoo"]
-CHAN_CHAR = {
-    "embed_dim": 16,
-    "word_dim": 8,
-    "self_attention": True,
-    "pooling": "lse",
-    "temperature": 0.1,
-    "margin": 0.05,
-    "max_violation": True,
-    "region_drop": 0.2,
-    "token_mask": 0.1,
-    "word_init": "random",
-    "char_dim": 16,
-    "char_layers": 2,
-    "char_heads": 4,
-    "mlm_weight": 1.0,
-}
+CHAN_CHAR = {**CHAN, "char_dim": 16, "char_layers": 2, "char_heads": 4, "mlm_weight": 1.0}
 
 
 def make(family: str, seed: int = 0, **overrides):
