@@ -276,6 +276,7 @@ def neighbours_file(directory: str | os.PathLike, name: str) -> Path:
     return Path(directory) / (name.replace("/", "_") + ".npz")
 
 
+AGREEMENT_FILE = "agreement.json"  # {"<source>/<split>": agreement(...)} of the clusters with the true groups
 TRUE_GROUPS_FILE = "true_groups.npz"  # {"<source>_<split>": (N,) int64 scene group per image}, where the data has them
 
 

@@ -26,6 +26,7 @@ import pandas as pd
 from stacmr.errors import StacmrError
 from stacmr.evaluation.headroom import VARIANTS
 from stacmr.evaluation.metrics import RECALL_KS
+from stacmr.features.neighbours import AGREEMENT_FILE
 from stacmr.jsonfile import read_json
 from stacmr.params import ReportParams
 from stacmr.reporting.comparison import paired_difference
@@ -142,7 +143,7 @@ def headroom_table(results: Results, report: ReportParams, metrics_dir: Path, re
 
 
 def _agreement(neighbours_dir: Path) -> dict[str, dict[str, float]]:
-    path = neighbours_dir / "agreement.json"
+    path = neighbours_dir / AGREEMENT_FILE
     if not path.exists():
         return {}
     return json.loads(path.read_text(encoding="utf-8"))

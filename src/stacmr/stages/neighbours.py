@@ -12,6 +12,7 @@ import numpy as np
 from stacmr.atomic import atomic_dir
 from stacmr.data.annotations import ANNOTATIONS_FILE, read_annotations
 from stacmr.features.neighbours import (
+    AGREEMENT_FILE,
     agreement,
     clusters,
     neighbours_file,
@@ -22,8 +23,6 @@ from stacmr.features.neighbours import (
 from stacmr.features.store import FeatureStore, store_file
 from stacmr.params import SOURCE_SPLITS, params_dict
 from stacmr.stages.common import log, parser, start
-
-AGREEMENT_FILE = "agreement.json"  # {"<source>/<split>": agreement(...)} of the clusters with the true groups
 
 
 def main(argv: list[str] | None = None) -> None:

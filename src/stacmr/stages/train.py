@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.manual_seed(train_params.seed)
         model = build_model(ablation.family, config, **dims).to(device)
         word_init = {"source": "random"}
-        if getattr(config, "word_init", "random") == "ocr_fasttext":
+        if config.word_init == "ocr_fasttext":
             fasttext_path = fasttext_model_path(args.features, params.features.fasttext)
             vectors, word_init = ocr_fasttext_word_vectors(vocab, fasttext_path, config.word_dim)
             initialise_word_vectors(model, vectors)
