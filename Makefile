@@ -30,7 +30,9 @@ data:
 	else echo "data.dvc records raw inputs that are not here: 'dvc pull data.dvc' from your remote," \
 	  "or place them under data/ (README, 'Real data')" >&2; exit 1; fi
 
-# TARGETS: stages to reproduce (default: all), e.g. `make pipeline TARGETS=trainset`
+# TARGETS: stages to reproduce (default: both pipelines, so that `dvc status` is clean after), e.g.
+# `make pipeline TARGETS=trainset`
+TARGETS ?= dvc.yaml pipelines/extract/dvc.yaml
 pipeline:
 	dvc repro $(TARGETS)
 

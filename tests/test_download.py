@@ -1,9 +1,13 @@
-"""The downloader against a loopback HTTP server started here (127.0.0.1 only): resume, retries, checksum, kill."""
+"""The downloader against loopback HTTP servers started here (127.0.0.1 only): resume, retries, checksum, kill; and
+Google Drive through gdown against a server that plays Drive (the confirmation page of large files, then the file)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import html
 import http.server
+import importlib
 import json
 import os
 import signal
@@ -11,11 +15,23 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
-from stacmr.data.download import DownloadPolicy, download, download_many, write_manifest
+from stacmr.data.download import (
+    ChecksumError,
+    DownloadPolicy,
+    download,
+    download_checked,
+    download_many,
+    recorded_path,
+    write_manifest,
+)
 from stacmr.errors import StacmrError
 
 BODY = bytes(range(256)) * 400  # 102,400 bytes
@@ -181,3 +197,183 @@ def test_killed_download_is_finished_by_a_rerun(server, tmp_path):
     download(f"{base}/slow", target, SHA, POLICY, progress=False)
     assert target.read_bytes() == BODY and not part.exists()
     assert httpd.requests[-1] == ("/slow", f"bytes={kept}-")
+
+
+DRIVE_ID = "1C2ZOM2VB8PwjD-tdqdt00F3DW7m9YznQ"
+DRIVE_URL = f"gdrive://{DRIVE_ID}"
+DRIVE_BODY = bytes(range(256)) * 6000  # 1.5 MB: gdown writes in 512 kB chunks
+DRIVE_SHA = hashlib.sha256(DRIVE_BODY).hexdigest()
+_DRIVE_HOSTS = ("drive.google.com", "drive.usercontent.google.com")
+
+
+class _DriveHandler(http.server.BaseHTTPRequestHandler):
+    """Google Drive as gdown meets it for a large file: /uc?id= redirects to drive.usercontent's /download, which
+    answers with the "virus scan warning" form (hidden id, export, confirm, uuid); the form's GET sends the file
+    (Content-Disposition, ETag, `Range` honoured). `server.quota`: the download page says the quota is exceeded;
+    `server.drop`: the next file response stops halfway."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        self.send_response(status)
+        for key, value in {"Content-Length": str(len(body)), **headers}.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        drive = self.server
+        path, _, query = self.path.partition("?")
+        args = dict(urllib.parse.parse_qsl(query))
+        drive.requests.append((path, args, self.headers.get("Range")))
+        if args.get("id") != DRIVE_ID:
+            self._send(404, b"<html><body>Not Found</body></html>", {"Content-Type": "text/html; charset=utf-8"})
+        elif path == "/uc":
+            location = f"https://drive.usercontent.google.com/download?id={DRIVE_ID}&export=download"
+            self._send(303, b"", {"Location": location, "Content-Type": "text/html; charset=utf-8"})
+        elif drive.quota:
+            page = (
+                '<html><body><p class="uc-error-caption">Sorry, you can&#39;t view or download this file at this'
+                ' time.</p><p class="uc-error-subcaption">Too many users have viewed or downloaded this file'
+                " recently.</p></body></html>"
+            )
+            self._send(200, page.encode(), {"Content-Type": "text/html; charset=utf-8"})
+        elif args.get("confirm") != "t" or args.get("uuid") != drive.uuid:
+            hidden = {"id": DRIVE_ID, "export": "download", "confirm": "t", "uuid": drive.uuid}
+            inputs = "".join(f'<input type="hidden" name="{k}" value="{html.escape(v)}">' for k, v in hidden.items())
+            page = (
+                "<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title></head><body>\n"
+                '<div class="uc-main"><p class="uc-warning-caption">Google Drive can&#39;t scan this file for'
+                ' viruses.</p><form id="download-form" action="https://drive.usercontent.google.com/download"'
+                f' method="get"><input type="submit" id="uc-download-link" value="Download anyway"/>{inputs}</form>'
+                "</div>\n</body></html>"
+            )
+            self._send(200, page.encode(), {"Content-Type": "text/html; charset=utf-8"})
+        else:
+            self._file(drive.body)
+
+    def _file(self, body: bytes) -> None:
+        etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+        start = 0
+        rng = self.headers.get("Range")
+        if rng and self.headers.get("If-Range", etag) == etag:
+            start = int(rng.removeprefix("bytes=").rstrip("-"))
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Disposition", 'attachment; filename="ctc_features.zip"')
+        self.send_header("ETag", etag)
+        self.send_header("Content-Length", str(len(body) - start))
+        self.end_headers()
+        if self.server.drop:
+            self.server.drop = False
+            self.wfile.write(body[start : start + (len(body) - start) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(2)
+            return
+        self.wfile.write(body[start:])
+
+
+@contextlib.contextmanager
+def serve_drive(monkeypatch: pytest.MonkeyPatch, cookies: Path) -> Iterator[http.server.ThreadingHTTPServer]:
+    """A loopback Drive (`_DriveHandler`) serving DRIVE_BODY as DRIVE_ID. gdown speaks Drive's protocol only to Drive's
+    hosts, so their requests are rerouted to it at the `requests` transport; any other host fails the test.
+    gdown's cookies file goes to `cookies` (not the user's ~/.cache/gdown)."""
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _DriveHandler)
+    httpd.requests, httpd.body, httpd.uuid, httpd.quota, httpd.drop = [], DRIVE_BODY, str(uuid.uuid4()), False, False
+    local = f"http://127.0.0.1:{httpd.server_address[1]}"
+    send = requests.Session.send
+
+    def rerouted(session, request, **kwargs):
+        parts = urllib.parse.urlsplit(request.url)
+        if parts.hostname in _DRIVE_HOSTS:
+            request.url = f"{local}{parts.path}?{parts.query}"
+        elif parts.hostname != "127.0.0.1":
+            raise AssertionError(f"the test reached for {request.url}")
+        return send(session, request, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "send", rerouted)
+    monkeypatch.setattr(importlib.import_module("gdown.download"), "DEFAULT_COOKIES_FILE", str(cookies))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield httpd
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def drive(monkeypatch, tmp_path):
+    with serve_drive(monkeypatch, tmp_path / "cookies.txt") as httpd:
+        yield httpd
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".drive" in p.name)
+
+
+def test_drive_file_passes_the_confirmation_page_and_its_first_digest_is_recorded(drive, tmp_path):
+    target = tmp_path / "downloads" / "ctc_features.zip"
+    record, first = download_checked(DRIVE_URL, target, None, POLICY, progress=False)
+    assert target.read_bytes() == DRIVE_BODY and first
+    assert (record.url, record.sha256, record.verified) == (DRIVE_URL, DRIVE_SHA, False)
+    assert recorded_path(target).read_text() == DRIVE_SHA + "\n"
+    paths = [(path, args.get("uuid")) for path, args, _ in drive.requests]
+    assert paths == [("/uc", None), ("/download", None), ("/download", drive.uuid)]  # the form was followed
+    assert _leftovers(target.parent) == []
+
+    # later runs check the recorded digest: present and matching → not fetched again, not "first"
+    assert download_checked(DRIVE_URL, target, None, POLICY, progress=False)[1] is False
+    assert len(drive.requests) == 3
+    target.write_bytes(b"damaged")  # a damaged copy is fetched again and checked against the record
+    assert download_checked(DRIVE_URL, target, None, POLICY, progress=False)[0].sha256 == DRIVE_SHA
+    assert target.read_bytes() == DRIVE_BODY
+
+
+def test_drive_file_that_changed_since_the_first_download_is_refused(drive, tmp_path):
+    target = tmp_path / "ctc_features.zip"
+    download_checked(DRIVE_URL, target, None, POLICY, progress=False)
+    target.unlink()
+    drive.body = DRIVE_BODY[::-1]
+    with pytest.raises(ChecksumError, match=r"sha256 mismatch .* recorded at the first download in .*\.sha256"):
+        download_checked(DRIVE_URL, target, None, POLICY, progress=False)
+    assert not target.exists() and _leftovers(tmp_path) == []
+    # a pinned sha256 wins over the record, and replaces it
+    record, first = download_checked(DRIVE_URL, target, hashlib.sha256(drive.body).hexdigest(), POLICY, False)
+    assert record.verified and not first and recorded_path(target).read_text().strip() == record.sha256
+
+
+def test_drive_file_with_a_wrong_pinned_digest_is_deleted(drive, tmp_path):
+    target = tmp_path / "ctc_features.zip"
+    with pytest.raises(ChecksumError, match=rf"^{DRIVE_URL}: sha256 mismatch \(expected 0{{64}}, got {DRIVE_SHA}\)"):
+        download_checked(DRIVE_URL, target, "0" * 64, POLICY, progress=False)
+    assert not target.exists() and not recorded_path(target).exists() and _leftovers(tmp_path) == []
+
+
+def test_interrupted_drive_download_resumes_with_a_range_request(drive, tmp_path):
+    target = tmp_path / "ctc_features.zip"
+    drive.drop = True
+    once = DownloadPolicy(timeout_s=5.0, retries=0, backoff_s=0.0)
+    failed = r"Google Drive download of ctc_features.zip failed: .*; rerun to resume from \d+ bytes in "
+    with pytest.raises(StacmrError, match=failed):
+        download_checked(DRIVE_URL, target, DRIVE_SHA, once, progress=False)
+    (part,) = (p for p in tmp_path.iterdir() if p.name.endswith(".part"))
+    kept = part.stat().st_size
+    assert 0 < kept < len(DRIVE_BODY) and not target.exists()
+    record, _ = download_checked(DRIVE_URL, target, DRIVE_SHA, once, progress=False)
+    assert record.verified and target.read_bytes() == DRIVE_BODY and _leftovers(tmp_path) == []
+    assert drive.requests[-1][2] == f"bytes={kept}-"
+
+
+def test_drive_refusals_are_one_line_errors(drive, tmp_path):
+    drive.quota = True
+    with pytest.raises(StacmrError, match=r"^gdrive://\S+: Google Drive download of f.zip failed: .*Too many users"):
+        download_checked(DRIVE_URL, tmp_path / "f.zip", None, POLICY, progress=False)
+    with pytest.raises(StacmrError) as missing:
+        download_checked("gdrive://" + "x" * 33, tmp_path / "g.zip", None, POLICY, progress=False)
+    message = str(missing.value)
+    assert "\n" not in message and "g.zip failed: " in message and message.endswith("; rerun to try again")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cookies.txt"]

@@ -5,6 +5,9 @@ A stage's code is the import closure, within `stacmr`, of the console entry (`st
 (`stacmr <stage>` → `stacmr.cli.STAGES`) and the notebooks it executes (code cells of `.ipynb` files among its
 deps). Imports are read with `ast`, those inside functions included; importing `stacmr.a.b` runs the `__init__.py`
 of `stacmr` and `stacmr.a` too. A dep covers a file when it names it or a directory above it.
+
+Every stage also waits for the params check (`stacmr check-params`, the stage `params`), which reads the whole params
+file: DVC deletes a stage's outputs before running it, so a typo must stop the pipeline before any other stage runs.
 """
 
 from __future__ import annotations
@@ -57,11 +60,13 @@ def _imported(tree: ast.AST, package: str) -> set[str]:
 
 # Imports that run code no stage output depends on: `params` imports the model registry only to validate the
 # `models` settings (a typo stops every stage), so a data stage (fetch, features, ...) is not rerun for a model change.
+# The params check is that validation: its closure keeps them.
 VALIDATION_ONLY = {"stacmr.params": "stacmr.models"}
+CHECK, CHECK_OUT = "check-params", "artifacts/params.ok"
 
 
-def _closure(roots: set[str]) -> set[Path]:
-    """Files run by importing the modules `roots`: their imports, recursively (but `VALIDATION_ONLY`), and their
+def _closure(roots: set[str], validation_only: dict[str, str] = VALIDATION_ONLY) -> set[Path]:
+    """Files run by importing the modules `roots`: their imports, recursively (but `validation_only`), and their
     parent packages."""
     seen: set[Path] = set()
     todo = list(roots)
@@ -76,7 +81,7 @@ def _closure(roots: set[str]) -> set[Path]:
             module = _module_name(path)
             package = module if path.name == "__init__.py" else module.rpartition(".")[0]
             imported = _imported(ast.parse(path.read_text(), str(path)), package)
-            skipped = VALIDATION_ONLY.get(module)
+            skipped = validation_only.get(module)
             todo.extend(n for n in imported if not skipped or not (n == skipped or n.startswith(skipped + ".")))
     return seen
 
@@ -114,11 +119,34 @@ def test_stage_deps_cover_the_code_it_imports(dvc_file, name, stage):
     assert set(entries) <= set(STAGES), f"{dvc_file}:{name}: unknown stacmr stage in {entries}"
     wdir = (dvc_file.parent / stage.get("wdir", ".")).resolve()
     deps = [(wdir / dep).resolve() for dep in stage.get("deps", [])]
-    roots = {"stacmr.cli", *(STAGES[e] for e in entries)}
+    roots = {"stacmr.cli", *(STAGES[e].module for e in entries)}
     for dep in deps:
         for notebook in [dep] if dep.suffix == ".ipynb" else sorted(dep.rglob("*.ipynb")) if dep.is_dir() else []:
             roots |= _notebook_imports(notebook)
-    missed = sorted(
-        str(path.relative_to(REPO)) for path in _closure(roots) if not any(path.is_relative_to(d) for d in deps)
-    )
+    closure = _closure(roots, {} if CHECK in entries else VALIDATION_ONLY)
+    missed = sorted(str(path.relative_to(REPO)) for path in closure if not any(path.is_relative_to(d) for d in deps))
     assert not missed, f"{dvc_file.relative_to(REPO)}: stage {name!r} runs code its deps miss: {missed}"
+
+
+def _runs_the_check(stage: dict) -> bool:
+    return str(stage["cmd"]).split()[:2] == ["stacmr", CHECK]
+
+
+def test_one_params_check_reads_the_whole_params_file():
+    (check,) = [(f, stage) for f, _, stage in _stages() if _runs_the_check(stage)]
+    dvc_file, stage = check
+    assert dvc_file == REPO / "dvc.yaml"
+    assert "params.yaml" in stage["deps"]  # the file, not `params:` sections: an edit of any section reruns it
+    assert stage["outs"] == [CHECK_OUT] and f"--out {CHECK_OUT}" in stage["cmd"]
+
+
+_WAITING = [(f, n, stage) for f, n, stage in _stages() if not _runs_the_check(stage)]
+
+
+@pytest.mark.parametrize(
+    ("dvc_file", "name", "stage"), _WAITING, ids=[f"{f.relative_to(REPO)}:{n}" for f, n, _ in _WAITING]
+)
+def test_every_stage_waits_for_the_params_check(dvc_file, name, stage):
+    wdir = (dvc_file.parent / stage.get("wdir", ".")).resolve()
+    deps = {(wdir / dep).resolve() for dep in stage.get("deps", [])}
+    assert REPO / CHECK_OUT in deps, f"{dvc_file.relative_to(REPO)}: stage {name!r} does not depend on {CHECK_OUT}"

@@ -10,7 +10,7 @@ from hypothesis.extra.numpy import arrays
 
 from stacmr.evaluation.metrics import ranks, summarize
 from stacmr.evaluation.ranking import dense_similarity
-from stacmr.evaluation.statistics import bootstrap_ci, paired_test
+from stacmr.evaluation.statistics import bootstrap_ci
 
 
 def oracle(sim: np.ndarray, caption_image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -137,15 +137,3 @@ def test_bootstrap_ci_of_correlated_captions_is_wider_than_if_they_were_independ
     for key in ("t2i_r1", "t2i_r5", "t2i_r10"):
         width, caption_width = np.diff(clustered[key])[0], np.diff(independent[key])[0]
         assert width > 1.6 * caption_width, (key, width, caption_width)  # ≈ √5 for perfectly correlated captions
-
-
-def test_paired_test():
-    rng = np.random.default_rng(2)
-    a = rng.geometric(0.3, size=1000) - 1
-    diff, p = paired_test(a, a.copy(), "r1", permutations=2000, seed=0)
-    assert diff == 0.0 and p == 1.0
-    better = np.where(rng.random(1000) < 0.3, 0, a)  # the same queries, a third of them moved to rank 0
-    diff, p = paired_test(better, a, "r1", permutations=2000, seed=0)
-    assert diff > 10 and p < 0.01
-    with pytest.raises(ValueError, match="same queries"):
-        paired_test(a, a[:10], "r1", permutations=10, seed=0)

@@ -71,6 +71,26 @@ def test_unknown_key_suggests_the_known_one(repo_params):
         parse_params(raw)
 
 
+@pytest.mark.parametrize(
+    ("dotted", "value", "message"),
+    [
+        ("extract.gird", 6, "extract.gird: unknown key (did you mean 'grid'?)"),
+        ("extract.ocr.scrpit", "latin", "extract.ocr.scrpit: unknown key (did you mean 'script'?)"),
+        ("extract.rendered.blur_radius", [1.0], "extract.rendered.blur_radius: unknown key (did you mean"),
+        ("extract.backbone", "efficientnet_lite", "extract.backbone: must be one of"),
+        ("extract.ocr.engine", "rapid", "extract.ocr.engine: must be one of ['rapidocr']"),
+        ("extract.grid", 0, "extract.grid: must be >= 1, got 0"),
+        ("extract.rendered.size", [640], "extract.rendered.size: expected [width, height]"),
+    ],
+)
+def test_extract_typos_are_refused(repo_params, dotted, value, message):
+    """`extract` is read by no stage of dvc.yaml, only by pipelines/extract: its typos passed `dvc repro` unseen until
+    the `params` stage (`stacmr check-params`, on the whole file) checked them with the rest."""
+    with pytest.raises(ParamsError) as info:
+        parse_params(_edit(repo_params, dotted, value))
+    assert str(info.value).startswith(message), str(info.value)
+
+
 def test_unknown_section(repo_params):
     with pytest.raises(ParamsError, match=r"^trian: unknown key"):
         parse_params({**repo_params, "trian": {}})

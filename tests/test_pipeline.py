@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import copy
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+import yaml
 
-from stacmr.cli import main
+from stacmr.cli import STAGES, main
 from stacmr.features.store import FeatureStore, store_file
 from stacmr.features.vocab import Vocabulary
 from stacmr.params import SOURCE_SPLITS
 from stacmr.text import words
+from tests.conftest import REPO, shrink
 
 
 def run(*argv: str) -> int:
@@ -193,8 +199,93 @@ def test_release_source_without_its_files_says_what_to_place(tiny_raw, write_par
 
 def test_unknown_stage_and_help(capsys):
     assert main(["fetsh"]) == 2
-    assert "unknown stage 'fetsh'" in capsys.readouterr().err
-    assert main([]) == 0
+    assert "unknown stage 'fetsh' (did you mean 'fetch'?)" in capsys.readouterr().err
+    for argv in ([], ["--help"], ["-h"]):
+        assert main(argv) == 0
+        shown = capsys.readouterr().out.splitlines()
+        for name, stage in STAGES.items():
+            (line,) = [x for x in shown if x.split()[:1] == [name]]  # one line per stage: its name, what it does
+            assert line.endswith(stage.summary) and len(line) <= 100, line
+
+
+def test_help_imports_no_stage():
+    code = "import sys; from stacmr.cli import main; main(['--help']); print(sorted(m for m in sys.modules if m"
+    code += " == 'torch' or m.startswith('stacmr.stages')))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines()[-1] == "[]"
+
+
+def test_check_params_output_does_not_depend_on_the_values(tiny_raw, write_params, tmp_path, capsys):
+    first, second = tmp_path / "a.ok", tmp_path / "b.ok"
+    assert run("check-params", "--params", write_params(tiny_raw), "--out", first) == 0
+    tiny_raw["train"]["epochs"] += 1
+    assert run("check-params", "--params", write_params(tiny_raw, "other.yaml"), "--out", second) == 0
+    assert first.read_bytes() == second.read_bytes()  # DVC sees no change downstream of a params edit
+    # `extract` is read by no stage of dvc.yaml: the check is what catches its typos in `dvc repro`
+    tiny_raw["extract"]["ocr"]["scrpit"] = tiny_raw["extract"]["ocr"].pop("script")
+    bad = write_params(tiny_raw, "bad.yaml")
+    assert run("check-params", "--params", bad, "--out", tmp_path / "c.ok") == 2
+    _one_error_line(capsys, str(bad), "extract.ocr.scrpit: unknown key (did you mean 'script'?)")
+    assert not (tmp_path / "c.ok").exists()
+
+
+def _widen(path: Path, extra: int) -> None:
+    """Make release array `path` (N, R, D) `extra` dims wider, as a split from another extraction would be."""
+    array = np.load(path)
+    np.save(path, np.pad(array, ((0, 0), (0, 0), (0, extra))))
+
+
+def test_a_split_with_another_region_size_stops_features(pipeline, raw_copy, tmp_path, capsys):
+    _, params = pipeline
+    dim = params.synthetic.region_dim
+    _widen(raw_copy / "ctc" / "val_ims.npy", 4)  # a release split among splits of another size
+    assert _features(pipeline, raw_copy, tmp_path / "out") == 2
+    val, train = raw_copy / "ctc" / "val_ims.npy", raw_copy / "ctc" / "train_ims.npy"
+    _one_error_line(capsys, f"{val}: region size {dim + 4}, but {train} has {dim}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_split_with_another_ocr_vector_size_stops_features(pipeline, raw_copy, tmp_path, capsys):
+    for source, splits in SOURCE_SPLITS.items():  # released OCR vectors (N, T, E), as the real release ships them
+        for split in splits:
+            n = len((raw_copy / source / f"{split}_ids.txt").read_text().splitlines())
+            dim = 12 if (source, split) == ("textcaps", "train") else 8
+            np.save(raw_copy / source / f"{split}_ocr_feats.npy", np.ones((n, 3, dim), np.float32))
+    assert _features(pipeline, raw_copy, tmp_path / "out") == 2
+    wide, first = raw_copy / "textcaps" / "train_ocr_feats.npy", raw_copy / "ctc" / "train_ocr_feats.npy"
+    _one_error_line(capsys, f"{wide}: OCR vector size 12, but {first} has 8")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_split_with_another_region_size_stops_fetch(pipeline, tmp_path, monkeypatch, capsys):
+    root, params = pipeline
+    from stacmr.stages import fetch
+
+    def generate(*args):
+        summary = generate_world(*args)
+        _widen(args[-1] / "f30k" / "train_ims.npy", 4)
+        return summary
+
+    generate_world = fetch.generate_world
+    monkeypatch.setattr(fetch, "generate_world", generate)
+    out = tmp_path / "raw"
+    assert run("fetch", "--params", root / "params.yaml", "--out", out) == 2
+    dim = params.synthetic.region_dim
+    wide, first = out / "f30k" / "train_ims.npy", out / "ctc" / "train_ims.npy"  # named as they would be in --out
+    _one_error_line(capsys, f"{wide}: region size {dim + 4}, but {first} has {dim}")
+    assert list(tmp_path.iterdir()) == []  # neither the output nor its temporary
+
+
+def test_features_removes_the_temporaries_of_a_killed_run(pipeline, tmp_path):
+    root, _ = pipeline
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # a process that has exited
+    stale = [tmp_path / f".features.{pid}.k2j4h5g6.tmp", tmp_path / f".features.{pid}.a1b2c3d4.old"]
+    for path in stale:
+        path.mkdir()
+        (path / "ctc_train.h5").write_bytes(b"half a store")
+    assert run("features", "--params", root / "params.yaml", "--raw", root / "raw", "--out", tmp_path / "features") == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["features"]
 
 
 def test_diverging_fasttext_training_is_explained(pipeline, tiny_raw, write_params, tmp_path, capsys):
@@ -228,3 +319,57 @@ def test_the_training_child_reports_nan_and_saves_nothing(monkeypatch, tmp_path)
     conn = _Conn()
     ocr_embedding._train_in_child("corpus.txt", {}, str(tmp_path / "model.bin"), conn)
     assert conn.sent == ["Encountered NaN."] and not (tmp_path / "model.bin").exists()
+
+
+@pytest.mark.slow
+def test_a_params_typo_stops_dvc_repro_before_any_output_is_deleted(tmp_path, repo_params):
+    """DVC deletes a stage's outputs before running it: the `params` stage must fail first. Runs `dvc repro fetch` in
+    a git repository made of this working tree, on the tiny config."""
+    if not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    repo = tmp_path / "repo"
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    for name in filter(None, listed.split("\0")):
+        if (REPO / name).is_file():  # a tracked file deleted in the working tree is not
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, repo / name)
+    (repo / "data").mkdir()  # data.dvc records an empty folder (README, "data/ and data.dvc")
+    tiny = shrink(repo_params)
+    (repo / "params.yaml").write_text(yaml.safe_dump(tiny))
+    git = ["git", "-c", "user.name=stacmr", "-c", "user.email=stacmr@localhost"]
+    for argv in (["init", "--quiet"], ["add", "--all"], ["commit", "--quiet", "-m", "working tree"]):
+        subprocess.run([*git, *argv], cwd=repo, check=True)
+    venv_bin = Path(sys.prefix) / "bin"  # the installed environment runs the copy's own sources
+    env = {**os.environ, "PYTHONPATH": str(repo / "src"), "PATH": f"{venv_bin}{os.pathsep}{os.environ['PATH']}"}
+
+    def repro(edit=None) -> subprocess.CompletedProcess:
+        raw = copy.deepcopy(tiny)
+        if edit:
+            edit(raw)
+        (repo / "params.yaml").write_text(yaml.safe_dump(raw))
+        return subprocess.run(["dvc", "repro", "fetch"], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+
+    first = repro()
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    outputs = repo / "artifacts" / "raw"
+    made = sorted((p.relative_to(outputs), p.stat().st_size) for p in outputs.rglob("*"))
+    assert made and (repo / "artifacts" / "params.ok").is_file()
+
+    def typo(section: str, key: str):
+        return lambda raw: raw[section].update({key + "x": raw[section].pop(key)})
+
+    # `synthetic` is read by fetch (whose stage would run, output deleted first); `extract` by no stage of dvc.yaml
+    for section, key in (("synthetic", "seed"), ("extract", "grid")):
+        result = repro(typo(section, key))
+        assert result.returncode != 0
+        assert f"{section}.{key}x: unknown key (did you mean '{key}'?)" in result.stdout + result.stderr
+        assert "Running stage 'fetch'" not in result.stdout
+        assert sorted((p.relative_to(outputs), p.stat().st_size) for p in outputs.rglob("*")) == made
+
+    # a valid edit of params fetch does not read reruns the check, and nothing downstream (params.ok is unchanged)
+    result = repro(lambda raw: raw["train"].update(epochs=raw["train"]["epochs"] + 1))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Running stage 'params'" in result.stdout and "Running stage 'fetch'" not in result.stdout

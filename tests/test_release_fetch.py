@@ -1,5 +1,6 @@
 """`fetch` with data.source release, end to end on tiny fixture archives: placed files and a download from a loopback
-server (127.0.0.1) → the release format → `features` (released OCR vectors) → `trainset` (the combined set)."""
+server (127.0.0.1) → the release format → `features` (released OCR vectors) → `trainset` (the combined set); an archive
+from a loopback Google Drive (tests/test_download.py) trusted on first use; the url forms params accept."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import hashlib
 import http.server
 import io
 import json
+import logging
+import re
 import tarfile
 import threading
 import zipfile
@@ -18,6 +21,8 @@ import pytest
 
 from stacmr.cli import main
 from stacmr.features.store import FeatureStore, store_file
+from stacmr.params import ParamsError, parse_params
+from tests.test_download import DRIVE_URL, serve_drive
 
 SIZES = {"ctc/train": 4, "ctc/val": 2, "ctc/dev": 2, "ctc/test": 3, "f30k/train": 3, "textcaps/train": 2}
 R, D, T, E = 36, 16, 5, 300
@@ -164,3 +169,57 @@ def test_placed_file_with_a_wrong_hash_is_refused(release_world, capsys, tiny_ra
     raw["release"]["train_features"]["sha256"] = "0" * 64
     assert _fetch(root, write_params(raw, "other.yaml")) == 2
     assert "train_features.zip: sha256 " in capsys.readouterr().err and not (root / "raw").exists()
+
+
+def test_archive_from_google_drive_is_trusted_on_first_use_then_pinned(
+    release_world, monkeypatch, caplog, tiny_raw, write_params
+):
+    root, _, _ = release_world
+    archive = root / "data" / "train_features.zip"
+    body = archive.read_bytes()
+    digest = hashlib.sha256(body).hexdigest()
+    archive.unlink()  # not placed: downloaded from Drive
+    raw = json.loads(json.dumps(tiny_raw))
+    raw["release"]["train_features"].update(url=DRIVE_URL, sha256=None)
+    caplog.set_level(logging.INFO, logger="stacmr")
+    with serve_drive(monkeypatch, root / "cookies.txt") as drive:
+        drive.body = body
+        assert _fetch(root, write_params(raw, "drive.yaml")) == 0
+        downloads = root / "downloads"
+        assert (downloads / "train_features.zip").read_bytes() == body
+        assert (downloads / "train_features.zip.sha256").read_text() == digest + "\n"
+        pins = [r.getMessage() for r in caplog.records if "To pin it" in r.getMessage()]
+        assert len(pins) == 1 and "under `train_features:`" in pins[0]
+        assert pins[0].endswith(f"section:\n    sha256: {digest}")  # the exact params.yaml line
+        manifest = json.loads((root / "raw" / "manifest.json").read_text())["train_features.zip"]
+        assert (manifest["url"], manifest["sha256"], manifest["verified"]) == (DRIVE_URL, digest, False)
+        assert (root / "raw" / "f30k" / "train_ims.npy").exists()
+
+        # a rerun checks the recorded digest and asks nothing of Drive; pinned, the manifest says verified
+        requests_before = len(drive.requests)
+        caplog.clear()
+        raw["release"]["train_features"]["sha256"] = digest
+        assert _fetch(root, write_params(raw, "pinned.yaml")) == 0
+        assert len(drive.requests) == requests_before and not any("To pin it" in r.getMessage() for r in caplog.records)
+        manifest = json.loads((root / "raw" / "manifest.json").read_text())["train_features.zip"]
+        assert manifest["verified"] is True
+
+
+@pytest.mark.parametrize(
+    ("url", "error"),
+    [
+        (None, None),
+        ("https://example.org/a.zip", None),
+        (DRIVE_URL, None),
+        ("gdrive://short", "a Google Drive file id is 25 or more letters"),
+        ("gdrive://1C2ZOM2VB8PwjD-tdqdt00F3DW7m9YznQ/view", "a Google Drive file id is 25 or more letters"),
+        ("ftp://example.org/a.zip", "must be http(s)://… or gdrive://<file id>, got 'ftp://example.org/a.zip'"),
+    ],
+)
+def test_release_url_forms(tiny_raw, url, error):
+    tiny_raw["release"]["ctc_features"]["url"] = url
+    if error is None:
+        assert parse_params(tiny_raw).release.ctc_features.url == url
+    else:
+        with pytest.raises(ParamsError, match=rf"^release: url of 'ctc_features.zip'.*{re.escape(error)}"):
+            parse_params(tiny_raw)

@@ -4,9 +4,11 @@ differences, provenance; Markdown, LaTeX, CSV), the claims check with every verd
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,8 +17,9 @@ import yaml
 from stacmr.cli import main
 from stacmr.errors import StacmrError
 from stacmr.evaluation.metrics import summarize
-from stacmr.evaluation.statistics import bootstrap_ci, paired_rsum_test
+from stacmr.evaluation.statistics import bootstrap_ci, paired_test
 from stacmr.params import ParamsError, parse_params
+from stacmr.reporting import figures
 from stacmr.reporting.claims import (
     NOT_COMPARABLE,
     NOT_REPRODUCED,
@@ -26,13 +29,16 @@ from stacmr.reporting.claims import (
     verify,
 )
 from stacmr.reporting.history import training_histories
+from stacmr.reporting.qualitative import Hit, Query
 from stacmr.reporting.render import write_table
 from stacmr.reporting.results import load_results
+from stacmr.reporting.seeds import seed_runs
+from stacmr.reporting.summary import summary, write_summary
 from stacmr.reporting.tables import ablation_table, main_table
 from tests.conftest import shrink
 
 N_IMAGES, PER_IMAGE = 200, 5
-RUN_IDS = {"vsrn_all": "run-visual-0001", "starnet_all": "run-aware-0002"}
+CHECKPOINTS = {"vsrn_all": b"visual-only best.pt", "starnet_all": b"scene-text aware best.pt"}  # their bytes
 
 
 def _fixture_ranks() -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
@@ -47,8 +53,10 @@ def _fixture_ranks() -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
 
 
 @pytest.fixture
-def report_dirs(tmp_path: Path, repo_params: dict):
-    """metrics/, models/ (MLflow run ids), ranks/ and plots/ for vsrn_all and starnet_all on dev and test."""
+def report_dirs(tmp_path: Path, repo_params: dict, monkeypatch: pytest.MonkeyPatch):
+    """metrics/, models/ (a best.pt each), ranks/ and plots/ for vsrn_all and starnet_all on dev and test, and an
+    MLflow store yet to be made in tmp_path."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     ranks = _fixture_ranks()
     for (ablation, split), (i2t, t2i) in ranks.items():
         caption_image = np.repeat(np.arange(N_IMAGES), PER_IMAGE)
@@ -57,12 +65,9 @@ def report_dirs(tmp_path: Path, repo_params: dict):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"ablation": ablation, "split": split, **metrics}))
         (tmp_path / "ranks" / ablation).mkdir(parents=True, exist_ok=True)
-        np.savez(tmp_path / "ranks" / ablation / f"{split}.npz", i2t=i2t, t2i=t2i)
+        np.savez(tmp_path / "ranks" / ablation / f"{split}.npz", i2t=i2t, t2i=t2i, caption_image=caption_image)
         (tmp_path / "models" / ablation).mkdir(parents=True, exist_ok=True)
-        uri = f"sqlite:///{tmp_path}/no-such-store.db"
-        (tmp_path / "models" / ablation / "mlflow_run.json").write_text(
-            json.dumps({"run_id": RUN_IDS[ablation], "uri": uri})
-        )
+        (tmp_path / "models" / ablation / "best.pt").write_bytes(CHECKPOINTS[ablation])
         (tmp_path / "plots").mkdir(exist_ok=True)
         pd.DataFrame({"epoch": [1, 2], "val_rsum": [100.0, 150.0], "loss_loss": [3.0, 2.0]}).to_csv(
             tmp_path / "plots" / f"{ablation}.csv", index=False
@@ -70,11 +75,17 @@ def report_dirs(tmp_path: Path, repo_params: dict):
     raw = shrink(repo_params)
     raw["evaluate"].update(ablations=["vsrn_all", "starnet_all"], splits=["dev", "test"])
     raw["report"].update(baseline="vsrn_all", scene_text="starnet_all", permutations=2000, tolerance=10.0)
+    raw["replicates"].update(ablations=[])  # one training run each here (tests/test_seeds.py has replicates)
     return tmp_path, raw
 
 
 def _results(root: Path, raw: dict):
     return load_results(parse_params(raw), root / "metrics", root / "models", root / "ranks")
+
+
+def _verify(root: Path, results):
+    runs = seed_runs(results, root / "metrics")
+    return {v.id: v for v in verify(load_claims(_claims_file(root, results)), results, runs, results.params.report)}
 
 
 def _entry(method, ablation, split, values, rsum):
@@ -118,7 +129,7 @@ def test_number_verdicts_on_real_data(report_dirs):
     root, raw = report_dirs
     raw["data"]["source"] = "release"
     results = _results(root, raw)
-    verdicts = {v.id: v for v in verify(load_claims(_claims_file(root, results)), results, results.params.report)}
+    verdicts = _verify(root, results)
     for metric in ("i2t_r1", "t2i_r10", "rsum"):
         assert verdicts[f"Exact/dev/{metric}"].verdict == REPRODUCED
         assert verdicts[f"Close/dev/{metric}"].verdict == WITHIN_TOLERANCE
@@ -135,12 +146,13 @@ def test_number_verdicts_on_real_data(report_dirs):
 def test_synthetic_runs_are_not_comparable_but_directions_are_checked(report_dirs):
     root, raw = report_dirs
     results = _results(root, raw)
-    verdicts = {v.id: v for v in verify(load_claims(_claims_file(root, results)), results, results.params.report)}
+    verdicts = _verify(root, results)
     assert {verdicts[f"{m}/dev/rsum"].verdict for m in ("Exact", "Close", "Far")} == {NOT_COMPARABLE}
     assert "synthetic" in verdicts["Exact/dev/rsum"].note
     assert verdicts["aware_wins_1k"].verdict == REPRODUCED and verdicts["aware_wins_1k"].p_value < 0.01
     assert verdicts["aware_wins_5k"].verdict == NOT_REPRODUCED  # identical ranks on test: no difference
     assert verdicts["aware_wins_5k"].reproduced == 0 and verdicts["aware_wins_5k"].p_value == 1.0
+    assert "one training seed each" in verdicts["aware_wins_1k"].note
     assert verdicts["gap"].verdict == REPRODUCED
     assert verdicts["unevaluated"].verdict == NOT_COMPARABLE
 
@@ -152,7 +164,11 @@ def test_verify_cli_prints_writes_and_fails_only_when_strict(report_dirs, write_
             "--models", str(root / "models"), "--ranks", str(root / "ranks")]  # fmt: skip
     assert main([*argv, "--out", str(root / "verdicts")]) == 0
     out = capsys.readouterr().out
-    assert "not comparable to the paper's" in out and "| aware > visual on CTC-5K |" in out
+    assert out.startswith("Directional claims (4): 2 reproduced, 1 not reproduced, 1 not comparable.")
+    assert "embedded synthetic CTC world" in out and "aware > visual on CTC-5K" in out
+    assert max(len(line) for line in out.splitlines()) <= 120
+    assert main([*argv, "--format", "md"]) == 0
+    assert "| aware > visual on CTC-5K |" in capsys.readouterr().out
     saved = json.loads((root / "verdicts" / "verdicts.json").read_text())
     assert {v["verdict"] for v in saved["verdicts"]} == {REPRODUCED, NOT_REPRODUCED, NOT_COMPARABLE}
     assert main([*argv, "--strict"]) == 2
@@ -187,7 +203,8 @@ def test_main_table_puts_the_paper_beside_ours_with_provenance(report_dirs):
     assert row.reproduced == pytest.approx(ours.value("t2i_r5"))
     assert (row.ci_low, row.ci_high) == pytest.approx(ours.ci("t2i_r5"))
     assert row.difference == pytest.approx(-70)
-    assert (row.mlflow_run_id, row.dvc_stage) == (RUN_IDS["starnet_all"], "evaluate@starnet_all-dev")
+    sha = hashlib.sha256(CHECKPOINTS["starnet_all"]).hexdigest()
+    assert (row.checkpoint_sha256, row.dvc_stage) == (sha, "evaluate@starnet_all-dev")
     visual = long[(long.ablation == "vsrn_all") & (long.split == "CTC-5K")]
     assert len(visual) == 7 and visual.paper.isna().all()  # no paper row maps to vsrn_all here
     absent = long[long.paper_row == "Absent"]
@@ -195,10 +212,12 @@ def test_main_table_puts_the_paper_beside_ours_with_provenance(report_dirs):
     paths = write_table(table, root / "tables", "main")
     assert [p.name for p in paths] == ["main.md", "main.tex", "main.csv"]
     markdown = paths[0].read_text()
-    assert f"MLflow run {RUN_IDS['starnet_all']}; DVC evaluate@starnet_all-dev" in markdown
+    assert f"checkpoint sha256 {sha[:12]}; DVC evaluate@starnet_all-dev" in markdown
     assert "→" in markdown and r"\toprule" in paths[1].read_text()
     csv = pd.read_csv(paths[2])
-    assert {"mlflow_run_id", "dvc_stage", "paper", "reproduced", "ci_low", "ci_high", "difference"} <= set(csv.columns)
+    assert {"checkpoint_sha256", "dvc_stage", "paper", "reproduced", "ci_low", "ci_high", "difference"} <= set(
+        csv.columns
+    )
 
 
 def test_ablation_table_p_values_are_paired_tests_against_the_baseline(report_dirs):
@@ -207,7 +226,8 @@ def test_ablation_table_p_values_are_paired_tests_against_the_baseline(report_di
     long = ablation_table(results, results.params.report).long
     aware = long[(long.ablation == "starnet_all") & (long.split == "CTC-1K")].iloc[0]
     ranks = _fixture_ranks()
-    diff, p = paired_rsum_test(ranks["starnet_all", "dev"], ranks["vsrn_all", "dev"], 2000, 0)
+    caption_image = np.repeat(np.arange(N_IMAGES), PER_IMAGE)
+    diff, p = paired_test(ranks["starnet_all", "dev"], ranks["vsrn_all", "dev"], caption_image, "rsum", 2000, 0)
     assert (aware.diff_vs_baseline, aware.p_value) == pytest.approx((diff, p))
     assert bool(aware.scene_text) and aware.train_data == "full mix"
     assert long[long.ablation == "vsrn_all"].p_value.isna().all()
@@ -216,19 +236,38 @@ def test_ablation_table_p_values_are_paired_tests_against_the_baseline(report_di
 def test_paired_rsum_difference_is_the_rsum_difference():
     ranks = _fixture_ranks()
     (a_i2t, a_t2i), (b_i2t, b_t2i) = ranks["starnet_all", "dev"], ranks["vsrn_all", "dev"]
-    diff, p = paired_rsum_test((a_i2t, a_t2i), (b_i2t, b_t2i), 500, 1)
+    caption_image = np.repeat(np.arange(N_IMAGES), PER_IMAGE)
+    diff, p = paired_test((a_i2t, a_t2i), (b_i2t, b_t2i), caption_image, "rsum", 500, 1)
     assert diff == pytest.approx(summarize(a_i2t, a_t2i)["rsum"] - summarize(b_i2t, b_t2i)["rsum"])
     assert p == pytest.approx(1 / 501)
-    assert paired_rsum_test((a_i2t, a_t2i), (a_i2t, a_t2i), 500, 1) == (0.0, 1.0)
+    assert paired_test((a_i2t, a_t2i), (a_i2t, a_t2i), caption_image, "rsum", 500, 1) == (0.0, 1.0)
 
 
 def test_training_curves_fall_back_to_the_dvc_csv(report_dirs):
     root, raw = report_dirs
     histories = training_histories(_results(root, raw), root / "plots")
     assert [h.ablation for h in histories] == ["vsrn_all", "starnet_all"]
-    assert "DVC plots" in histories[0].source and "not in the store" in histories[0].source
+    sha = hashlib.sha256(CHECKPOINTS["vsrn_all"]).hexdigest()
+    csv = root / "plots" / "vsrn_all.csv"
+    assert histories[0].source == f"DVC plots {csv} (no MLflow run of checkpoint sha256 {sha[:12]})"
     assert list(histories[0].frame["val_rsum"]) == [100.0, 150.0]
-    assert not (root / "no-such-store.db").exists()  # reading never creates a store
+    assert not (root / "mlflow.db").exists()  # reading never creates a store
+
+
+def test_training_curves_come_from_the_run_of_the_checkpoint(report_dirs):
+    from stacmr.tracking import CHECKPOINT_TAG, Tracker
+
+    root, raw = report_dirs
+    with Tracker("stacmr", "vsrn_all s0") as tracker:
+        tracker.set_tags({CHECKPOINT_TAG: hashlib.sha256(CHECKPOINTS["vsrn_all"]).hexdigest()})
+        for epoch in (1, 2, 3):
+            tracker.log_metrics({"epoch": epoch, "val_rsum": 10.0 * epoch, "lr": 0.1}, step=epoch)
+        tracker.log_metrics({"dev_rsum": 99.0, "test_rsum": 98.0}, step=3)  # the evaluate stages' mirrored metrics
+    visual, aware = training_histories(_results(root, raw), root / "plots")
+    assert visual.source == f"MLflow run {tracker.run_id}"
+    assert set(visual.frame.columns) == {"epoch", "val_rsum", "lr"}  # not the mirrored dev_*, test_*
+    assert list(visual.frame["val_rsum"]) == [10.0, 20.0, 30.0]
+    assert aware.source.startswith("DVC plots")  # starnet_all's checkpoint has no run
 
 
 def test_metric_history_reads_a_run_back(tmp_path):
@@ -241,3 +280,67 @@ def test_metric_history_reads_a_run_back(tmp_path):
     history = metric_history(tracker.run_id, uri)
     assert history["val_rsum"] == [(1, 10.0), (2, 20.0)]
     assert metric_history("0" * 32, uri) is None
+
+
+def _query(methods: tuple[str, ...]) -> Query:
+    hits = tuple(Hit(f"img{i}", ("OPEN", "cafe"), ground_truth=i == 0) for i in range(5))
+    return Query("a cafe sign", "img0", dict.fromkeys(methods, 1), "favours nobody", dict.fromkeys(methods, hits))
+
+
+def _figures(root: Path, raw: dict, synthetic: bool) -> dict[str, plt.Figure]:
+    raw["data"]["source"] = "synthetic" if synthetic else "release"
+    results = _results(root, raw)
+    return {
+        "recall": figures.recall_figure(results),
+        "ranks": figures.rank_figure(results),
+        "training": figures.training_figure(training_histories(results, root / "plots"), synthetic=synthetic),
+        "qualitative": figures.qualitative_figure([_query(("STARNet", "VSRN"))], synthetic=synthetic),
+    }
+
+
+@pytest.mark.parametrize("synthetic", [True, False])
+def test_figures_from_the_synthetic_world_say_so(report_dirs, synthetic):
+    root, raw = report_dirs
+    for name, fig in _figures(root, raw, synthetic).items():
+        assert (figures.SYNTHETIC_NOTE in fig.get_suptitle()) == synthetic, name
+        plt.close(fig)
+
+
+def test_legends_sit_beside_the_panels_not_over_the_data(report_dirs):
+    root, raw = report_dirs
+    drawn = _figures(root, raw, synthetic=True)
+    for name in ("recall", "ranks", "training"):
+        fig = drawn[name]
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        assert len(fig.legends) == 1 and not any(ax.get_legend() for ax in fig.axes), name
+        legend = fig.legends[0].get_window_extent(renderer)
+        assert [text.get_text() for text in fig.legends[0].get_texts()] == ["vsrn_all", "starnet_all"], name
+        for ax in fig.axes:
+            assert not legend.overlaps(ax.get_window_extent(renderer)), f"{name}: legend over {ax.get_title()!r}"
+    for fig in drawn.values():
+        plt.close(fig)
+
+
+def test_summary_is_the_headline_numbers_per_ablation(report_dirs):
+    root, raw = report_dirs
+    results = _results(root, raw)
+    train = root / "metrics" / "train"
+    with pytest.raises(StacmrError, match=r"vsrn_all\.json: training metrics file"):
+        summary(results, train)
+    train.mkdir()
+    for ablation, rsum in (("vsrn_all", 401.234), ("starnet_all", 412.0)):
+        (train / f"{ablation}.json").write_text(json.dumps({"epoch": 2, "rsum": rsum, "i2t_r1": 30.0}))
+    rows = summary(results, train)
+    assert list(rows) == ["vsrn_all", "starnet_all"]
+    assert list(rows["vsrn_all"]) == [
+        "ctc1k_rsum", "ctc1k_i2t_r1", "ctc1k_t2i_r1", "ctc5k_rsum", "ctc5k_i2t_r1", "ctc5k_t2i_r1", "val_rsum"
+    ]  # fmt: skip
+    ours = results.get("starnet_all", "test")
+    assert rows["starnet_all"]["ctc5k_t2i_r1"] == round(ours.value("t2i_r1"), 2)
+    assert rows["vsrn_all"]["val_rsum"] == 401.23
+    write_summary(rows, root / "summary.json")
+    assert json.loads((root / "summary.json").read_text()) == rows
+    (train / "vsrn_all.json").write_text(json.dumps({"epoch": 2}))
+    with pytest.raises(StacmrError, match="metric 'rsum' missing"):
+        summary(results, train)

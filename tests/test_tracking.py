@@ -1,5 +1,7 @@
 """MLflow tracking: the store location, flattened params, a run read back, failure without a crash, parallel runs
-on a fresh database, and a plain `mlflow ui` from the repo root serving our runs. Every test writes to tmp_path."""
+on a fresh database, the experiment's kind, a run found by its checkpoint's sha256, the provenance tags, and a plain
+`mlflow ui` from the repo root serving our runs, its run page drawing a metric chart in headless Chromium. Every test
+writes to tmp_path."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ import json
 import logging
 import multiprocessing
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,11 +20,23 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import matplotlib.image
+import numpy as np
 import pytest
 import torch
 from mlflow import MlflowClient
+from mlflow.utils.validation import MAX_TAG_VAL_LENGTH
 
-from stacmr.tracking import Tracker, flatten, provenance_tags, repo_root, tracking_uri
+from stacmr.tracking import (
+    CHECKPOINT_TAG,
+    EXPERIMENT_KIND,
+    Tracker,
+    checkpoint_run,
+    flatten,
+    provenance_tags,
+    repo_root,
+    tracking_uri,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -29,7 +45,8 @@ def private_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
-    monkeypatch.delenv("DVC_STAGE", raising=False)
+    for name in ("DVC_STAGE", "DVC_EXP_NAME", "DVC_EXP_BASELINE_REV"):
+        monkeypatch.delenv(name, raising=False)
     return uri
 
 
@@ -197,6 +214,11 @@ def test_parallel_runs_on_a_fresh_database(tmp_path: Path, private_store: str) -
     assert {r.info.status for r in runs} == {"FINISHED"}
 
 
+def _git(repo: Path, *args: str) -> str:
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    return subprocess.run([*git, *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
 def test_provenance_tags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DVC_STAGE", "train@f30k")
     tags = provenance_tags()
@@ -205,15 +227,13 @@ def test_provenance_tags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert tags["torch_version"] == torch.__version__
     assert tags["python_version"] == ".".join(map(str, sys.version_info[:3]))
 
-    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
-    subprocess.run([*git, "init", "-q"], check=True)
+    _git(tmp_path, "init", "-q")
     (tmp_path / "README.md").write_text("a repo\n")
-    subprocess.run([*git, "add", "README.md"], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "init"], check=True)
-    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    _git(tmp_path, "add", "README.md")
+    _git(tmp_path, "commit", "-q", "-m", "init")
     monkeypatch.delenv("DVC_STAGE")
     assert provenance_tags() | {"torch_version": "", "python_version": ""} == {
-        "git_commit": head,
+        "git_commit": _git(tmp_path, "rev-parse", "HEAD"),
         "git_dirty": "false",
         "dvc_stage": "-",
         "torch_version": "",
@@ -221,6 +241,97 @@ def test_provenance_tags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     }
     (tmp_path / "train.py").write_text("")
     assert provenance_tags()["git_dirty"] == "true"
+
+
+def test_dirty_flag_leaves_out_what_the_pipeline_rewrites(tmp_path: Path) -> None:
+    _git(tmp_path, "init", "-q")
+    for path in ("dvc.lock", "reports/tables/main.csv", "params.yaml", "src/a.py", "src/b.py"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("committed\n")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-q", "-m", "init")
+    # what a `dvc repro` of a fresh clone changes: the lock, the reports, outputs, the store and its journal
+    rewritten = ["dvc.lock", "reports/tables/main.csv", "reports/figures/new.png", "artifacts/models/a/best.pt",
+                 "dvc_plots/index.html", "mlruns/0/meta.yaml", "mlflow.db", "mlflow.db-journal",
+                 "mlflow.db.lock"]  # fmt: skip
+    for path in rewritten:
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("rewritten\n")
+    tags = provenance_tags()
+    assert tags["git_dirty"] == "false" and "git_dirty_files" not in tags
+
+    (tmp_path / "params.yaml").write_text("edited\n")
+    _git(tmp_path, "mv", "src/b.py", "src/c.py")  # a rename lists its new path once
+    (tmp_path / "notes with space.txt").write_text("new\n")
+    tags = provenance_tags()
+    assert tags["git_dirty"] == "true"
+    assert tags["git_dirty_files"] == "notes with space.txt,params.yaml,src/c.py"
+
+
+def test_dirty_files_are_cut_to_the_tag_length(tmp_path: Path) -> None:
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "README.md").write_text("a repo\n")
+    _git(tmp_path, "add", "README.md")
+    _git(tmp_path, "commit", "-q", "-m", "init")
+    names = [f"{i:03d}-{'x' * 96}.txt" for i in range(120)]  # 120 paths of 104 characters: 12,599 with commas
+    for name in names:
+        (tmp_path / name).write_text("")
+    listed = provenance_tags()["git_dirty_files"]
+    assert len(listed) <= MAX_TAG_VAL_LENGTH
+    *kept, more = listed.split(",")
+    assert kept == names[: len(kept)] and len(kept) >= 70
+    assert more == f"… (+{len(names) - len(kept)} more)"
+
+
+def test_dvc_experiment_tags(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not {"dvc_exp_name", "dvc_exp_baseline_rev"} & set(provenance_tags())  # `dvc repro` sets neither
+    monkeypatch.setenv("DVC_EXP_NAME", "ocr-0.15")
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "a" * 40)
+    tags = provenance_tags()
+    assert (tags["dvc_exp_name"], tags["dvc_exp_baseline_rev"]) == ("ocr-0.15", "a" * 40)
+
+
+def test_the_experiment_opens_as_model_training(private_store: str) -> None:
+    kind, value = EXPERIMENT_KIND
+    with Tracker("stacmr-new", "train", uri=private_store):
+        pass
+    client = MlflowClient(tracking_uri=private_store)
+    assert client.get_experiment_by_name("stacmr-new").tags[kind] == value
+    # an experiment made before the tag existed gets it on its next run
+    client.create_experiment("stacmr-old")
+    assert kind not in client.get_experiment_by_name("stacmr-old").tags
+    with Tracker("stacmr-old", "train", uri=private_store):
+        pass
+    assert client.get_experiment_by_name("stacmr-old").tags[kind] == value
+
+
+def _infos(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "stacmr" and r.levelno == logging.INFO]
+
+
+def _tagged_run(uri: str, name: str, checkpoint: str, experiment: str = "stacmr") -> str:
+    with Tracker(experiment, name, uri=uri) as tracker:
+        tracker.set_tags({CHECKPOINT_TAG: checkpoint})
+    return tracker.run_id
+
+
+def test_checkpoint_run_is_the_newest_run_of_that_checkpoint(
+    tmp_path: Path, private_store: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="stacmr"):
+        assert checkpoint_run("a" * 64) is None  # no store yet: none made
+    assert not (tmp_path / "mlflow.db").exists()
+    assert "no MLflow store" in _infos(caplog)[-1]
+
+    _tagged_run(private_store, "older", "a" * 64)
+    time.sleep(0.01)  # MLflow orders by start time in milliseconds
+    newer = _tagged_run(private_store, "newer", "a" * 64)
+    _tagged_run(private_store, "other", "b" * 64)
+    _tagged_run(private_store, "elsewhere", "c" * 64, experiment="stacmr-test")
+    assert checkpoint_run("a" * 64) == checkpoint_run("a" * 64, uri=private_store) == newer
+    with caplog.at_level(logging.INFO, logger="stacmr"):
+        assert checkpoint_run("c" * 64) is None  # only the `stacmr` experiment counts
+    assert _infos(caplog)[-1].startswith("no MLflow run of checkpoint cccccccccccc in sqlite:///")
 
 
 def _free_port() -> int:
@@ -242,28 +353,36 @@ def _post(url: str, body: dict) -> dict:
         return json.load(response)
 
 
-@pytest.mark.slow
-def test_plain_mlflow_ui_from_the_repo_root_shows_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    repo = tmp_path / "repo"
+STEPS = 4  # metric steps of the run the UI shows
+
+
+@pytest.fixture(scope="module")
+def mlflow_ui(tmp_path_factory: pytest.TempPathFactory):
+    """A plain `mlflow ui` started from a repo root whose store holds one run logged from a subfolder:
+    (base URL, experiment id, run id). Stopped by its process group (its workers with it) after the module."""
+    tmp = tmp_path_factory.mktemp("ui")
+    repo = tmp / "repo"
     (repo / "src").mkdir(parents=True)
     (repo / "dvc.yaml").write_text("stages: {}\n")
     (repo / "history.json").write_text("[]")
-    monkeypatch.setenv("DVC_ROOT", str(repo))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI")
-    monkeypatch.chdir(repo / "src")  # a stage run from elsewhere still writes to the repo root's store
-    with Tracker("stacmr-ui", "train") as tracker:
-        tracker.log_params({"optim": {"lr": 0.5}})
-        tracker.set_tags({"dvc_stage": "train"})
-        for step in range(2):
-            tracker.log_metrics({"rsum": 10.0 * (step + 1)}, step=step)
-        tracker.log_artifact(repo / "history.json")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DVC_ROOT", str(repo))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.chdir(repo / "src")  # a stage run from elsewhere still writes to the repo root's store
+        with Tracker("stacmr-ui", "vsrn_all s0") as tracker:
+            tracker.log_params({"optim": {"lr": 0.5}})
+            tracker.set_tags({"dvc_stage": "train"})
+            for step in range(1, STEPS + 1):
+                tracker.log_metrics({"rsum": 10.0 * step * step, "loss": 4.0 / step}, step=step)
+            tracker.log_artifact(repo / "history.json")
     assert tracker.run_id is not None and (repo / "mlflow.db").exists()
+    experiment_id = MlflowClient(tracking_uri=f"sqlite:///{repo}/mlflow.db").get_run(tracker.run_id).info.experiment_id
 
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # no job runner (huey) processes for a read-only check
-    log_path = tmp_path / "mlflow-ui.log"
+    log_path = tmp / "mlflow-ui.log"
     with open(log_path, "wb") as server_log:
         server = subprocess.Popen(
             [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
@@ -285,17 +404,7 @@ def test_plain_mlflow_ui_from_the_repo_root_shows_the_run(tmp_path: Path, monkey
                 pass
             assert time.monotonic() < deadline, f"mlflow ui did not come up in 60 s:\n{log_path.read_text()}"
             time.sleep(0.5)
-
-        api = f"{base}/api/2.0/mlflow"
-        experiment = _get(f"{api}/experiments/get-by-name?experiment_name=stacmr-ui")["experiment"]
-        (run,) = _post(f"{api}/runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
-        assert run["info"]["run_id"] == tracker.run_id
-        assert run["info"]["status"] == "FINISHED"
-        assert {p["key"]: p["value"] for p in run["data"]["params"]} == {"optim.lr": "0.5"}
-        assert {m["key"]: (m["value"], m["step"]) for m in run["data"]["metrics"]} == {"rsum": (20.0, 1)}
-        assert {t["key"]: t["value"] for t in run["data"]["tags"]}["dvc_stage"] == "train"
-        query = urllib.parse.urlencode({"run_id": tracker.run_id})
-        assert [f["path"] for f in _get(f"{api}/artifacts/list?{query}")["files"]] == ["history.json"]
+        yield base, experiment_id, tracker.run_id
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -303,3 +412,54 @@ def test_plain_mlflow_ui_from_the_repo_root_shows_the_run(tmp_path: Path, monkey
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+@pytest.mark.slow
+def test_plain_mlflow_ui_from_the_repo_root_shows_the_run(mlflow_ui) -> None:
+    base, experiment_id, run_id = mlflow_ui
+    api = f"{base}/api/2.0/mlflow"
+    experiment = _get(f"{api}/experiments/get-by-name?experiment_name=stacmr-ui")["experiment"]
+    assert experiment["experiment_id"] == experiment_id
+    assert {t["key"]: t["value"] for t in experiment["tags"]}[EXPERIMENT_KIND[0]] == EXPERIMENT_KIND[1]
+    (run,) = _post(f"{api}/runs/search", {"experiment_ids": [experiment_id]})["runs"]
+    assert run["info"]["run_id"] == run_id
+    assert run["info"]["status"] == "FINISHED"
+    assert {p["key"]: p["value"] for p in run["data"]["params"]} == {"optim.lr": "0.5"}
+    assert {m["key"]: (m["value"], m["step"]) for m in run["data"]["metrics"]} == {
+        "rsum": (10.0 * STEPS * STEPS, STEPS),
+        "loss": (4.0 / STEPS, STEPS),
+    }
+    assert {t["key"]: t["value"] for t in run["data"]["tags"]}["dvc_stage"] == "train"
+    query = urllib.parse.urlencode({"run_id": run_id})
+    assert [f["path"] for f in _get(f"{api}/artifacts/list?{query}")["files"]] == ["history.json"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium on PATH (apt-get install -y chromium)")
+def test_run_page_draws_the_metric_charts_in_headless_chromium(mlflow_ui, tmp_path: Path) -> None:
+    """The run page's "Model metrics" tab, in the model-training view, draws one line of `STEPS` points per metric.
+
+    Its chart cards render (and fetch the metric history) only once an IntersectionObserver reports them in view,
+    and Chromium delivers that from a rendering frame: under `--virtual-time-budget` alone, headless Chromium can
+    run out the budget before such a frame, dumping cards with no chart (about half the time with mlflow 3.17.2,
+    Chromium 156). `--run-all-compositor-stages-before-draw` makes it produce the frames."""
+    base, experiment_id, run_id = mlflow_ui
+    # the UI takes its view from the address (else the browser's last choice, else GenAI), not from the
+    # experiment's kind tag (mlflow 3.17.2)
+    page = f"{base}/#/experiments/{experiment_id}/runs/{run_id}/model-metrics?workflowType=machine_learning"
+    browser = [
+        "chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--run-all-compositor-stages-before-draw",
+        "--virtual-time-budget=30000", "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'profile'}",
+    ]  # fmt: skip
+    dom = subprocess.run([*browser, "--dump-dom", page], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert "Model registry" in dom  # the model-training view's sidebar; the GenAI view has none
+    lines = re.findall(r'<path class="js-line" d="([^"]+)"', dom)
+    assert len(lines) >= 2, "no metric chart drawn"
+    assert {line.count("L") + 1 for line in lines} == {STEPS}  # each line joins the run's steps
+    assert "loss" in dom and "rsum" in dom
+    shot = tmp_path / "mlflow_run.png"
+    subprocess.run([*browser, f"--screenshot={shot}", page], capture_output=True, timeout=120, check=True)
+    pixels = matplotlib.image.imread(shot)[..., :3]
+    line_colour = np.abs(pixels - np.array([34, 114, 180]) / 255).max(axis=2) < 0.08  # MLflow's first run colour
+    # the page's own buttons and tabs have about 450 such pixels, the two charts' lines, points and legends 750 more
+    assert line_colour.sum() > 900, "the screenshot shows no chart"

@@ -75,16 +75,34 @@ class SyntheticParams:
     ocr_spurious_rate: float = _range(0.0, 1.0)  # per-image chance of one spurious (garbage) OCR token
 
 
+DRIVE_SCHEME = "gdrive://"  # a release file's url `gdrive://<file id>`: a Google Drive file, fetched with gdown
+_DRIVE_ID = re.compile(r"[-\w]{25,}")  # Drive file ids: letters, digits, '-' and '_' (33 characters today)
+
+
 @dataclass(frozen=True)
 class ReleaseFile:
     file: str  # its name: under data/ when the user places it, under the downloads folder when `fetch` gets it
-    url: str | None  # where `fetch` downloads it from; null: no direct link (e.g. behind a confirmation page)
-    sha256: str | None  # expected digest; null: none published (`fetch` records the digest it finds instead)
+    # where `fetch` downloads it from: http(s)://…, or gdrive://<file id> for a Google Drive file (its confirmation
+    # page is passed by gdown); null: no link known
+    url: str | None
+    # expected digest; null: none published (the first download's digest is recorded beside it and checked after)
+    sha256: str | None
     origin: str  # where a user gets it by hand (shown when the file is missing)
 
     def __post_init__(self) -> None:
         if self.sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", self.sha256):
             raise ParamsError(f"release: sha256 of {self.file!r} must be 64 lower-case hex digits, got {self.sha256!r}")
+        if self.url is None or self.url.startswith(("http://", "https://")):
+            return
+        if not self.url.startswith(DRIVE_SCHEME):
+            raise ParamsError(
+                f"release: url of {self.file!r} must be http(s)://… or gdrive://<file id>, got {self.url!r}"
+            )
+        if not _DRIVE_ID.fullmatch(self.url.removeprefix(DRIVE_SCHEME)):
+            raise ParamsError(
+                f"release: url of {self.file!r}: a Google Drive file id is 25 or more letters, digits, '-' or '_',"
+                f" got {self.url!r}"
+            )
 
 
 # The parts of a release archive each source split is read from: "<file key>:<path prefix inside the archive>"
@@ -102,7 +120,7 @@ class ReleaseParams:
     download_images: bool  # also fetch the CTC images by their coco_url (not needed by the pipeline)
     timeout_s: float = _range(1.0, 3600.0)  # socket timeout of one HTTP request
     retries: int = _range(0, 20)  # further attempts after a connection error or a 5xx answer
-    backoff_s: float = _range(0.0, 600.0)  # wait before retry k: backoff_s · 2^k
+    backoff_s: float = _range(0.0, 600.0)  # wait before retry k: backoff_s · 2^k (Google Drive: gdown's own backoff)
     workers: int = _range(1, 64)  # parallel image downloads
     max_unpacked_bytes: int = _range(1)  # refuse an archive that unpacks to more (zip bombs)
 
@@ -268,10 +286,19 @@ class EvaluateParams:
 
 
 @dataclass(frozen=True)
+class ReplicatesParams:
+    # training-seed replicates (issue #14): each ablation here is trained again with each seed, beside its own
+    # `train.seed` run (`train_seed@<ablation>-<seed>`), and evaluated on every split (`evaluate_seed@…`); the tables
+    # show mean ± sd over its seeds, and the claims check tests a direction over seeds and images
+    ablations: tuple[str, ...]  # keys of `evaluate.ablations` (the claim-bearing pair: report.baseline, scene_text)
+    seeds: tuple[int, ...]  # extra training seeds, distinct, none equal to the ablation's own train seed
+
+
+@dataclass(frozen=True)
 class ReportParams:
     baseline: str  # the visual-only ablation that the ablation table's paired tests compare against
     scene_text: str  # the scene-text aware ablation set beside the baseline in the qualitative figure
-    permutations: int = _range(100, 1_000_000)  # sign flips of the paired permutation tests
+    permutations: int = _range(100, 1_000_000)  # sign flips of the paired tests; resamples of the seed-aware test
     seed: int = _range(0)  # seed of the permutation tests
     alpha: float = _range(1e-6, 0.5)  # significance level of a direction claim
     tolerance: float = _range(0.0, 100.0)  # |ours − paper| in R@K points for "within tolerance" (rsum: 6×)
@@ -292,6 +319,7 @@ class Params:
     models: dict[str, Any]  # family → its config dataclass (`stacmr.models.config_class`), validated after parsing
     ablations: dict[str, AblationParams]  # name → what to train; one `train@<name>` stage each
     evaluate: EvaluateParams
+    replicates: ReplicatesParams
     report: ReportParams
 
     def model_config(self, ablation: str) -> Any:
@@ -404,6 +432,8 @@ def _check_models(params: Params) -> Params:
     for name, ab in params.ablations.items():
         if not _ABLATION_NAME.fullmatch(name):
             raise ParamsError(f"ablations.{name}: names are lower-case letters, digits and '_' (they name files)")
+        if name in _RESERVED_NAMES:
+            raise ParamsError(f"ablations.{name}: a reserved name ({sorted(_RESERVED_NAMES)} name other outputs)")
         if ab.family not in models:
             raise ParamsError(f"ablations.{name}.family: no `models` entry {ab.family!r}{_suggest(ab.family, models)}")
         if ab.train_data not in stores:
@@ -421,6 +451,13 @@ def _check_models(params: Params) -> Params:
     for split in params.evaluate.splits:
         if split not in SOURCE_SPLITS["ctc"]:
             raise ParamsError(f"evaluate.splits: unknown CTC split {split!r}{_suggest(split, SOURCE_SPLITS['ctc'])}")
+    seeds = params.replicates.seeds
+    if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+        raise ParamsError(f"replicates.seeds: expected distinct seeds >= 0, got {list(seeds)}")
+    for name in params.replicates.ablations:
+        if name not in params.evaluate.ablations:
+            hint = _suggest(name, params.evaluate.ablations)
+            raise ParamsError(f"replicates.ablations: {name!r} is not in evaluate.ablations{hint}")
     for key in ("baseline", "scene_text"):
         name = getattr(params.report, key)
         if name not in params.evaluate.ablations:
@@ -430,11 +467,14 @@ def _check_models(params: Params) -> Params:
     checked = dataclasses.replace(params, models=models)
     for name in params.ablations:
         checked.model_config(name)
-        checked.train_params(name)
+        own = checked.train_params(name).seed
+        if name in params.replicates.ablations and own in seeds:
+            raise ParamsError(f"replicates.seeds: {own} is already the train seed of {name!r}")
     return checked
 
 
 _ABLATION_NAME = re.compile(r"[a-z0-9_]+")
+_RESERVED_NAMES = frozenset({"headroom", "replicates", "train"})  # sibling folders of the ablations' outputs
 
 
 def parse_params(raw: Any) -> Params:

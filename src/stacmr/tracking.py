@@ -1,11 +1,14 @@
 """MLflow tracking: the one module that imports mlflow (STYLE.md, rule 4). It mirrors a training run into MLflow,
-and reads a run's metric history back for the report (`metric_history`).
+finds the run that made a checkpoint by the checkpoint's sha256 (`checkpoint_run`: the evaluate stages mirror their
+metrics into it, the report reads its history back with `metric_history`), so that no DVC output holds a run id or a
+path of one machine.
 
 The DVC metrics JSON is the record; MLflow is a view of it (DESIGN.md, tracking and provenance), so tracking never
 stops training: the first failure (store unreachable, database locked, bad URI, server error) logs one warning on the
 `stacmr` logger and turns every later call into a no-op.
 
-Reads `$MLFLOW_TRACKING_URI`, `$DVC_ROOT`, `$DVC_STAGE` and the git state of the repo root. Writes, by default, to
+Reads `$MLFLOW_TRACKING_URI`, `$DVC_ROOT`, `$DVC_STAGE`, `$DVC_EXP_NAME`, `$DVC_EXP_BASELINE_REV` and the git state
+of the repo root. Writes, by default, to
 `<repo root>/mlflow.db` (runs, params, metrics, tags) and `<repo root>/mlruns/<run id>/artifacts`, with
 `<repo root>/mlflow.db.lock` held while the database is created; a plain `mlflow ui` run from the repo root reads
 the same database.
@@ -34,7 +37,11 @@ from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 log = logging.getLogger("stacmr")
 
 EXPERIMENT = "stacmr"  # one MLflow experiment for the project (DESIGN.md, tracking)
-RUN_FILE = "mlflow_run.json"  # beside an ablation's checkpoints: {"run_id", "uri"} of its MLflow run
+# the experiment's kind for the MLflow UI: its model-training view, not the GenAI one (issue 17.7)
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+CHECKPOINT_TAG = "checkpoint_sha256"  # a training run's tag: sha256 of its best.pt, by which later stages find it
+# what the pipeline itself rewrites in a checkout (git pathspecs): not uncommitted work, so not in `git_dirty`
+PIPELINE_WRITES = ("dvc.lock", "reports", "artifacts", "dvc_plots", "mlruns", "mlflow.db*")
 
 
 def repo_root() -> Path:
@@ -109,16 +116,20 @@ def _artifact_location(uri: str) -> str | None:
 
 
 def _experiment_id(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    """The id of experiment `name`, created if missing; either way tagged with `EXPERIMENT_KIND`."""
+    kind, value = EXPERIMENT_KIND
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    try:
-        return client.create_experiment(name, artifact_location=artifact_location)
-    except MlflowException as exc:
-        # A tracking server has no file lock: a parallel stage may have created the experiment since we looked.
-        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-            raise
-        return client.get_experiment_by_name(name).experiment_id
+    if experiment is None:
+        try:
+            return client.create_experiment(name, artifact_location=artifact_location, tags={kind: value})
+        except MlflowException as exc:
+            # A tracking server has no file lock: a parallel stage may have created the experiment since we looked.
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            experiment = client.get_experiment_by_name(name)
+    if experiment.tags.get(kind) != value:
+        client.set_experiment_tag(experiment.experiment_id, kind, value)
+    return experiment.experiment_id
 
 
 def _redacted(text: str) -> str:
@@ -205,6 +216,30 @@ class Tracker:
         )
 
 
+def checkpoint_run(checkpoint_sha256: str, uri: str | None = None) -> str | None:
+    """The id of the newest run of experiment `stacmr` tagged `checkpoint_sha256`, in the store of this checkout
+    (`tracking_uri()`) unless `uri`; None, said in one info line, when the store is missing or unreadable or holds no
+    such run. Never creates a store."""
+    uri = uri or tracking_uri()
+    db = _sqlite_path(uri)
+    if db is not None and not db.exists():
+        log.info("no MLflow store at %s: checkpoint %s has no run to find", _redacted(uri), checkpoint_sha256[:12])
+        return None
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        experiment = client.get_experiment_by_name(EXPERIMENT)
+        query = f"tags.{CHECKPOINT_TAG} = '{checkpoint_sha256}'"
+        order = ["attributes.start_time DESC"]
+        runs = [] if experiment is None else client.search_runs([experiment.experiment_id], query, order_by=order)
+    except Exception as exc:
+        log.info("MLflow store %s not readable (%s)", _redacted(uri), type(exc).__name__)
+        return None
+    if not runs:
+        log.info("no MLflow run of checkpoint %s in %s", checkpoint_sha256[:12], _redacted(uri))
+        return None
+    return runs[0].info.run_id
+
+
 def metric_history(run_id: str, uri: str | None = None) -> dict[str, list[tuple[int, float]]] | None:
     """Every metric of run `run_id` as {key: [(step, value), ...]} in step order; None when the store is missing,
     unreadable or holds no such run (the caller falls back to the DVC history). Never creates a store."""
@@ -228,7 +263,39 @@ def _git(root: Path, *args: str) -> str | None:
         done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True)
     except (OSError, subprocess.CalledProcessError):
         return None
-    return done.stdout.strip()
+    return done.stdout
+
+
+def _dirty_paths(root: Path) -> list[str] | None:
+    """The paths of the work tree of `root` with uncommitted changes, untracked ones included, sorted, but for what
+    the pipeline itself rewrites (`PIPELINE_WRITES`); None when `root` is in no git work tree."""
+    excluded = [f":(exclude){path}" for path in PIPELINE_WRITES]
+    status = _git(root, "status", "--porcelain", "-z", "--", ":/", *excluded)
+    if status is None:
+        return None
+    entries = iter(status.split("\0"))
+    paths = []
+    for entry in entries:
+        if entry:
+            paths.append(entry[3:])  # "XY path"
+            if "R" in entry[:2] or "C" in entry[:2]:
+                next(entries)  # a rename or copy: its source path follows
+    return sorted(paths)
+
+
+def _listed(paths: list[str], limit: int = MAX_TAG_VAL_LENGTH) -> str:
+    """`a,b,c` in at most `limit` characters: the paths that fit, then `… (+n more)`."""
+    text = ",".join(paths)
+    if len(text) <= limit:
+        return text
+    room = limit - len(f",… (+{len(paths)} more)")
+    kept, size = [], -1  # size: of the kept paths joined by commas
+    for path in paths:
+        size += 1 + len(path)
+        if size > room:
+            break
+        kept.append(path)
+    return ",".join([*kept, f"… (+{len(paths) - len(kept)} more)"])
 
 
 def extraction_tags(extraction: dict[str, dict]) -> dict[str, str]:
@@ -242,16 +309,25 @@ def extraction_tags(extraction: dict[str, dict]) -> dict[str, str]:
 
 
 def provenance_tags() -> dict[str, str]:
-    """Where a run came from: git commit and dirty flag of the repo root, DVC stage, torch and python versions."""
+    """Where a run came from: git commit of the repo root, whether it has uncommitted work (`git_dirty`) and where
+    (`git_dirty_files`, the pipeline's own outputs left out), DVC stage, the DVC experiment (`dvc exp run`, with
+    or without `--temp` or `--queue`, sets `$DVC_EXP_NAME` and `$DVC_EXP_BASELINE_REV`; `dvc repro` neither), torch
+    and python versions."""
     import torch  # lazily: importing this module should not cost a torch import
 
     root = repo_root()
     commit = _git(root, "rev-parse", "HEAD")
-    status = _git(root, "status", "--porcelain") if commit is not None else None
-    return {
-        "git_commit": commit or "unknown",
-        "git_dirty": "unknown" if status is None else ("true" if status else "false"),
+    dirty = _dirty_paths(root) if commit is not None else None
+    tags = {
+        "git_commit": commit.strip() if commit is not None else "unknown",
+        "git_dirty": "unknown" if dirty is None else ("true" if dirty else "false"),
         "dvc_stage": os.environ.get("DVC_STAGE", "-"),
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
     }
+    if dirty:
+        tags["git_dirty_files"] = _listed(dirty)
+    for name in ("DVC_EXP_NAME", "DVC_EXP_BASELINE_REV"):
+        if value := os.environ.get(name):
+            tags[name.lower()] = value
+    return tags

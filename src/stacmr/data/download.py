@@ -1,34 +1,46 @@
-"""HTTP(S) downloads that resume, retry, verify and only then appear: one file, many files, and their manifest.
+"""Downloads that resume, retry, verify and only then appear: one file, many files, and their manifest.
 
-A download grows in `<target>.part` beside its target. An interrupted transfer (dropped connection, killed
-process) is continued with a `Range` request on the next attempt or the next run; a server that ignores the range
-(status 200) makes it start over. Connection errors and 5xx answers are retried up to `retries` times, waiting
-`backoff_s · 2^attempt` in between; 4xx answers (the file is not there) fail at once. When the transfer is complete
-the `.part` file is hashed: a sha256 that differs from the expected one deletes it and fails; otherwise it is renamed
-onto the target, so a file at the target name is always complete and verified (DESIGN.md, reliability rules).
+HTTP(S) (urllib): a download grows in `<target>.part` beside its target. An interrupted transfer (dropped connection,
+killed process) is continued with a `Range` request on the next attempt or the next run; a server that ignores the
+range (status 200) makes it start over. Connection errors and 5xx answers are retried up to `retries` times, waiting
+`backoff_s · 2^attempt` in between; 4xx answers (the file is not there) fail at once.
 
-Reads: URLs. Writes: the targets, and a manifest JSON ({file name: url, size, sha256, verified, fetched_at}).
-Standard library only (urllib): no new dependency for a handful of GETs.
+Google Drive (`gdrive://<file id>`, through gdown): gdown passes Drive's confirmation page (the "virus scan warning"
+form of large files) and grows the file in `<target>.drive<random>.part`; a rerun continues it with a `Range`
+request. Connection errors are retried `retries` times with gdown's own backoff. The complete file is moved to
+`<target>.drive`, hashed, and only then renamed onto the target.
+
+Either way the complete file is hashed: a sha256 that differs from the expected one deletes it and fails; otherwise
+it is renamed onto the target, so a file at the target name is always complete and verified (DESIGN.md, reliability
+rules). Without a published sha256, `download_checked` trusts the first download: it records the digest in
+`<target>.sha256` and expects it from then on.
+
+Reads: URLs. Writes: the targets, `<target>.sha256`, and a manifest JSON ({file name: url, size, sha256, verified,
+fetched_at}).
 """
 
 from __future__ import annotations
 
+import glob
+import hashlib
 import json
 import os
 import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from http.client import HTTPException
 from pathlib import Path
 
+import gdown
 from tqdm import tqdm
 
 from stacmr.atomic import write_text
 from stacmr.checksum import sha256_file
 from stacmr.errors import StacmrError
+from stacmr.params import DRIVE_SCHEME
 
 _BLOCK = 1 << 16
 
@@ -48,6 +60,10 @@ class FetchRecord:
     sha256: str
     verified: bool  # True when an expected sha256 was given and matched; False: the digest is recorded only
     fetched_at: str  # UTC, ISO 8601
+
+
+class ChecksumError(StacmrError):
+    """A complete download whose sha256 is not the expected one (it has been deleted)."""
 
 
 class _Retryable(Exception):
@@ -108,20 +124,8 @@ def _transfer(url: str, part: Path, timeout_s: float, progress: bool) -> None:
         raise _Retryable(f"connection closed after {received} of {total} bytes")
 
 
-def download(
-    url: str, target: str | os.PathLike, sha256: str | None, policy: DownloadPolicy, progress: bool = True
-) -> FetchRecord:
-    """Fetch `url` to `target` (resuming a `.part` left by an earlier attempt) and verify it; see the module doc.
-
-    A target that already exists is complete by construction; it is only re-hashed, and kept when it matches.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if target.exists():
-        digest = sha256_file(target)
-        if sha256 is None or digest == sha256:
-            return fetch_record(url, target, digest, sha256 is not None)
-        target.unlink()  # a stale file from another release: fetch it again
+def _http(url: str, target: Path, policy: DownloadPolicy, progress: bool) -> tuple[Path, str]:
+    """Transfer `url` into `<target>.part` with retries; returns that complete file and its sha256."""
     part = _part_path(target)
     for attempt in range(policy.retries + 1):
         try:
@@ -134,12 +138,86 @@ def download(
                     f" {part.stat().st_size if part.exists() else 0} bytes in {part}"
                 ) from None
             time.sleep(policy.backoff_s * 2**attempt)
-    digest = sha256_file(part)
+    return part, sha256_file(part)
+
+
+def _drive(url: str, target: Path, policy: DownloadPolicy, progress: bool) -> tuple[Path, str]:
+    """Transfer the Drive file `gdrive://<id>` into `<target>.drive` with gdown; returns it and its sha256."""
+    staged = target.with_name(target.name + ".drive")
+    if staged.exists():  # complete (gdown moves a download there only at its end), not yet verified
+        return staged, sha256_file(staged)
+    digest = hashlib.sha256()  # gdown feeds it every byte, those of a resumed partial file first
+    try:
+        gdown.download(
+            id=url.removeprefix(DRIVE_SCHEME),
+            output=str(staged),
+            quiet=not progress,
+            resume=True,
+            timeout=policy.timeout_s,
+            retries=policy.retries,
+            hasher=digest,
+        )
+    except (gdown.exceptions.DownloadError, OSError) as exc:  # requests' errors are OSErrors
+        kept = [p for p in staged.parent.glob(glob.escape(staged.name) + "*.part") if p.stat().st_size]
+        rerun = f"rerun to resume from {kept[0].stat().st_size} bytes in {kept[0]}" if kept else "rerun to try again"
+        raise StacmrError(
+            f"{url}: Google Drive download of {target.name} failed: {' '.join(str(exc).split()).rstrip('.')}; {rerun}"
+        ) from None
+    return staged, digest.hexdigest()
+
+
+def download(
+    url: str, target: str | os.PathLike, sha256: str | None, policy: DownloadPolicy, progress: bool = True
+) -> FetchRecord:
+    """Fetch `url` (http(s)://… or gdrive://<file id>) to `target`, resuming an earlier attempt's partial file, and
+    verify it; see the module doc.
+
+    A target that already exists is complete by construction; it is only re-hashed, and kept when it matches.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        digest = sha256_file(target)
+        if sha256 is None or digest == sha256:
+            return fetch_record(url, target, digest, sha256 is not None)
+        target.unlink()  # a stale file from another release: fetch it again
+    complete, digest = (_drive if url.startswith(DRIVE_SCHEME) else _http)(url, target, policy, progress)
     if sha256 is not None and digest != sha256:
-        part.unlink()
-        raise StacmrError(f"{url}: sha256 mismatch (expected {sha256}, got {digest}); the download was deleted")
-    os.replace(part, target)
+        complete.unlink()
+        raise ChecksumError(f"{url}: sha256 mismatch (expected {sha256}, got {digest}); the download was deleted")
+    os.replace(complete, target)
     return fetch_record(url, target, digest, sha256 is not None)
+
+
+def recorded_path(target: str | os.PathLike) -> Path:
+    """Where `download_checked` records the sha256 of `target`'s first download: `<target>.sha256`."""
+    target = Path(target)
+    return target.with_name(target.name + ".sha256")
+
+
+def download_checked(
+    url: str, target: str | os.PathLike, sha256: str | None, policy: DownloadPolicy, progress: bool = True
+) -> tuple[FetchRecord, bool]:
+    """`download`, trusting the first download when no sha256 is published: its digest is recorded in
+    `<target>.sha256` and expected by every later run (a local copy that no longer matches is fetched again; a file
+    that changed at its source fails). A given `sha256` wins over the recorded one, and replaces it once verified.
+
+    Returns the record (`verified` only against a given sha256) and whether a digest was recorded now, unpinned.
+    """
+    record_file = recorded_path(target)
+    recorded = record_file.read_text(encoding="utf-8").strip() if record_file.is_file() else None
+    try:
+        record = download(url, target, sha256 or recorded, policy, progress)
+    except ChecksumError as exc:
+        if sha256 is not None or recorded is None:
+            raise
+        raise ChecksumError(
+            f"{exc}. The expected digest was recorded at the first download in {record_file}: if the file changed"
+            " at its source on purpose, delete that record to trust the new one"
+        ) from None
+    if record.sha256 != recorded:
+        write_text(record_file, record.sha256 + "\n")
+    return replace(record, verified=sha256 is not None), sha256 is None and recorded is None
 
 
 def fetch_record(url: str, target: Path, digest: str, verified: bool) -> FetchRecord:

@@ -11,7 +11,8 @@ count: an all-zero token row is padding (an image without scene text is all zero
 The synthetic world writes no such file (it ships OCR strings, embedded by `features`).
 
 Captions are read as text, not bytes: reading them in binary mode cost VSRN's Python 3 ports 5-35 R@1 points
-(VSRN issues #15, #23, #27). Region arrays are memory-mapped, never loaded whole.
+(VSRN issues #15, #23, #27). Region arrays are memory-mapped, never loaded whole. One model reads every split, so the
+splits of a release must agree on the region size D and the OCR vector size E (`check_sizes_agree`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import numpy as np
 
 from stacmr.atomic import atomic_path, write_text
 from stacmr.errors import StacmrError
+from stacmr.params import SOURCE_SPLITS
 
 
 def split_files(directory: str | os.PathLike, split: str) -> dict[str, Path]:
@@ -164,3 +166,29 @@ def read_split(directory: str | os.PathLike, split: str, captions_per_image: int
     return ReleaseSplit(
         ims=ims, captions=captions, ids=ids, captions_per_image=captions_per_image, files=files, ocr_feats=ocr_feats
     )
+
+
+def check_sizes_agree(directory: str | os.PathLike, shown_as: str | os.PathLike | None = None) -> None:
+    """Refuse a release-format folder (one subfolder per source of `SOURCE_SPLITS`) whose splits differ in region
+    size (D of `{split}_ims.npy`) or OCR vector size (E of `{split}_ocr_feats.npy`, where present), naming both files
+    and both sizes. Reads the arrays' headers only; a missing file or one of another rank is left to `read_split`.
+    `shown_as`: the name the folder gets in the message (`fetch` checks its output under a temporary name)."""
+    directory = Path(directory)
+    shown = Path(shown_as) if shown_as is not None else directory
+    kinds = {"region size": lambda folder, split: split_files(folder, split)["ims"], "OCR vector size": ocr_feats_file}
+    for what, file_of in kinds.items():
+        first: tuple[Path, int] | None = None
+        for source, splits in SOURCE_SPLITS.items():
+            for split in splits:
+                path = file_of(directory / source, split)
+                array = _open_array(path) if path.is_file() else None
+                if array is None or array.ndim != 3:
+                    continue
+                here = (shown / path.relative_to(directory), array.shape[2])
+                if first is None:
+                    first = here
+                elif here[1] != first[1]:
+                    raise StacmrError(
+                        f"{here[0]}: {what} {here[1]}, but {first[0]} has {first[1]}; one model reads every split,"
+                        " so all must have the same"
+                    )

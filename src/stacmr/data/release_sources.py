@@ -1,8 +1,10 @@
 """The real inputs of `data.source: release`: find or download them, verify, unpack, and lay out the release format.
 
 Each input of `params.release` is taken from `data/<file>` when the user placed it there (and checked against its
-sha256 when one is known), else downloaded into the downloads folder when it has a URL (resumable, verified), else
-reported: one message lists every missing required file, where to get it, where to put it and how to `dvc add` it.
+sha256 when one is known), else downloaded into the downloads folder when it has a URL, http(s) or a Google Drive
+`gdrive://<file id>` (resumable, verified; without a known sha256 the first download's digest is recorded beside it,
+checked on later runs, and logged with the params.yaml line that pins it), else reported: one message lists every
+missing required file, where to get it, where to put it and how to `dvc add` it.
 Archives are unpacked safely (`archive.py`) into `<downloads>/extracted/<key>/`, once per archive digest.
 
 Writes under the output folder, for `features`:
@@ -30,7 +32,15 @@ from stacmr.data.archive import extract_archive
 from stacmr.data.coco import CocoImage, read_coco_captions, read_ctc_images
 from stacmr.data.cocotext import read_cocotext
 from stacmr.data.ctc_build import build_ctc, cross_check, split_annotations
-from stacmr.data.download import DownloadPolicy, FetchRecord, download, download_many, fetch_record, write_manifest
+from stacmr.data.download import (
+    DownloadPolicy,
+    FetchRecord,
+    download_checked,
+    download_many,
+    fetch_record,
+    recorded_path,
+    write_manifest,
+)
 from stacmr.data.release import ocr_feats_file, split_files
 from stacmr.errors import StacmrError
 from stacmr.params import SOURCE_SPLITS, ReleaseParams
@@ -61,11 +71,22 @@ def _locate(
                     " file; replace it or correct the hash"
                 )
             paths[key] = placed
-            records.append(fetch_record(spec.url or "placed by the user", placed, digest, spec.sha256 is not None))
+            records.append(fetch_record("placed by the user", placed, digest, spec.sha256 is not None))
         elif spec.url is not None:
             try:
-                records.append(download(spec.url, downloads / spec.file, spec.sha256, policy))
+                record, first = download_checked(spec.url, downloads / spec.file, spec.sha256, policy)
+                records.append(record)
                 paths[key] = downloads / spec.file
+                if first:
+                    log.warning(
+                        "release.%s: no sha256 in params.yaml; the first download's digest is recorded in %s and"
+                        " checked on later runs. To pin it, put this line under `%s:` in params.yaml's `release:`"
+                        " section:\n    sha256: %s",
+                        key,
+                        recorded_path(downloads / spec.file),
+                        key,
+                        record.sha256,
+                    )
             except StacmrError as exc:
                 if key in REQUIRED:
                     raise

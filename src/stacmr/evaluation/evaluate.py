@@ -2,7 +2,8 @@
 
 Output (the DVC metrics JSON): the flat keys of `metrics.summarize`, `ci95: {key: [low, high]}` for every recall and
 rsum, and `explicit: {...}` with the same for the split's explicit images. The per-query ranks are returned too, to
-be saved for paired tests, with each caption's top-k images of the whole split (`t2i_top`, for the qualitative figure).
+be saved for paired tests, with each caption's top-k images of the whole split (`t2i_top`, for the qualitative figure)
+and each caption's image (`caption_image`, for per-image statistics).
 """
 
 from __future__ import annotations
@@ -53,9 +54,10 @@ def evaluate_split(
     top_k: int,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(metrics JSON content, ranks {"i2t", "t2i", "t2i_top" (n_captions, top_k) image indices best first,
-    "explicit_i2t", "explicit_t2i", "explicit_images"})."""
+    "caption_image" (n_captions,) each caption's image index, "explicit_i2t", "explicit_t2i", "explicit_images"})."""
     enc = encode_store(model, store, vocab, max_words, device)
     metrics, saved = _report(model, enc, max_block_bytes, max_tile_bytes, max_matrix_bytes, resamples, seed, top_k)
+    saved["caption_image"] = enc.caption_image
     explicit = np.flatnonzero(store["explicit"][:])
     saved["explicit_images"] = explicit
     if len(explicit):

@@ -1,8 +1,11 @@
 """Exact retrieval ranks from image and caption embeddings, computed in shards so that memory is bounded.
 
-Tie rule (documented, tested): the release ranks with `np.argsort(d)[::-1]`; with a stable sort that order puts,
-among equal scores, the item with the *higher* index first. So the rank of gallery item j for a query with scores s is
-  rank(j) = #{k : s_k > s_j} + #{k : s_k == s_j and k > j}          (0-based)
+Tie rule (deterministic, tested): among equal scores the item with the *higher* index ranks first, so the rank of
+gallery item j for a query with scores s is
+  rank(j) = #{k : s_k > s_j} + #{k : s_k == s_j and k > j}          (0-based).
+The release ranks with `np.argsort(d)[::-1]`, numpy's default (unstable) sort, which orders ties arbitrarily; ours is
+what that line gives with `kind="stable"`. Ties are real where captions repeat across images (the synthetic splits:
+1,458 distinct captions of 1,500 on dev), and there the release loop's i2t R@1 can differ from ours by up to 0.67.
 and ranking is counting: no row is sorted. i2t: an image's rank is the best rank of its ground-truth captions (the one
 with the highest (score, index)); t2i: a caption's rank is its image's rank among all images.
 

@@ -1,7 +1,7 @@
 """The paper's claims checked against the reproduced results: `stacmr verify` and the report's claims section.
 
 Reads the claims YAML (`paper_claims.yaml`: every published number with its source, plus the directional claims)
-and the `Results`; returns one `Verdict` per claim and renders them as Markdown and JSON.
+and the `Results`; returns one `Verdict` per claim (`reporting/verdicts.py` renders them).
 
 Claims file:
   sources: {key: where the numbers were read}
@@ -14,29 +14,29 @@ Claims file:
 Verdicts. A number: "reproduced" when the paper's value lies in our 95% CI, "within tolerance" when it is within
 `report.tolerance` points (six times that for rsum, which sums six recalls), else "not reproduced"; "not
 comparable" when our run is on synthetic data (its absolute numbers mean nothing for the paper's) or has no
-counterpart. A direction: "reproduced" when ours points the same way and the paired test says p < `report.alpha`
-(for a gap: the gap is larger on `split` than on `than`, and significant on `split`); else "not reproduced". Those
-are checkable on synthetic data, since the synthetic world is built so that scene text matters as in the paper.
+counterpart. A direction: "reproduced" when ours points the same way and the seed-aware test says p < `report.alpha`
+(for a gap: the gap is larger on `split` than on `than`, and significant on `split`); else "not reproduced". The test
+takes every training run of both ablations (`seeds.seed_runs`: the replicates of params.yaml `replicates`) and
+bootstraps seeds, then images (`statistics.seed_test`), so that seed variance, what moves between the committed
+numbers and a rerun, is in it. Directions are checkable on synthetic data, since the synthetic world is built so that
+scene text matters as in the paper.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import pandas as pd
 import yaml
 
-from stacmr.atomic import write_text
 from stacmr.errors import StacmrError
 from stacmr.evaluation.metrics import RECALL_KS
 from stacmr.params import ReportParams
-from stacmr.reporting.comparison import paired_difference
+from stacmr.reporting.comparison import seed_difference
 from stacmr.reporting.labels import split_label
-from stacmr.reporting.render import Table, write_table
 from stacmr.reporting.results import METRIC_KEYS, Results
+from stacmr.reporting.seeds import SeedRuns
 
 REPRODUCED = "reproduced"
 WITHIN_TOLERANCE = "within tolerance"
@@ -214,94 +214,51 @@ def _paper_difference(claims: Claims, claim: DirectionClaim, split: str) -> floa
     return None if better is None or worse is None else better - worse
 
 
-def _check_direction(claim: DirectionClaim, claims: Claims, results: Results, report: ReportParams) -> Verdict:
+def _check_direction(
+    claim: DirectionClaim, claims: Claims, results: Results, runs: dict[tuple[str, str], SeedRuns], report: ReportParams
+) -> Verdict:
     splits = [claim.split] + ([claim.than] if claim.than else [])
     kind = "gap" if claim.than else "direction"
     missing = [f"{a}-{s}" for a in (claim.better, claim.worse) for s in splits if results.get(a, s) is None]
     paper = [_paper_difference(claims, claim, s) for s in splits]
     claimed = None if None in paper else (paper[0] - paper[1] if claim.than else paper[0])
     base = dict(id=claim.id, kind=kind, claim=claim.claim, source=claim.source, split=claim.split,
-                metric=claim.metric, claimed=claimed, ci95=None)  # fmt: skip
+                metric=claim.metric, claimed=claimed)  # fmt: skip
     if missing:
-        return Verdict(**base, reproduced=None, difference=None, p_value=None, verdict=NOT_COMPARABLE,
+        return Verdict(**base, reproduced=None, ci95=None, difference=None, p_value=None, verdict=NOT_COMPARABLE,
                        note=f"not evaluated here: {', '.join(missing)}")  # fmt: skip
-    diffs = [paired_difference(results, claim.better, claim.worse, s, claim.metric, report.permutations, report.seed)
-             for s in splits]  # fmt: skip
-    (gap, p), significant = diffs[0], diffs[0][1] < report.alpha
+    diffs = [seed_difference(runs[claim.better, s], runs[claim.worse, s], claim.metric, report.permutations,
+                             report.seed) for s in splits]  # fmt: skip
+    first = diffs[0]
+    gap, p, significant = first.difference, first.p_value, first.p_value < report.alpha
+    n_better, n_worse = first.seeds
+    if max(first.seeds) > 1:
+        seeds = f"{n_better} + {n_worse} training seeds, bootstrap over seeds then images"
+    else:
+        seeds = "one training seed each: seed variance not included; bootstrap over images"
     if claim.than:
-        other = diffs[1][0]
+        other = diffs[1].difference
         ours = gap - other
         holds = ours > 0 and gap > 0 and significant
         note = (f"gap {gap:+.2f} on {split_label(claim.split)} (p = {p:.3g}) vs {other:+.2f} on "
-                f"{split_label(claim.than)}; {claim.better} − {claim.worse}")  # fmt: skip
+                f"{split_label(claim.than)}; {claim.better} − {claim.worse}; {seeds}")  # fmt: skip
+        ci95 = None
     else:
-        ours, holds = gap, gap > 0 and significant
-        note = f"{claim.better} − {claim.worse}, paired sign-flip test over the same queries"
+        ours, holds, ci95 = gap, gap > 0 and significant, first.ci95
+        note = f"{claim.better} − {claim.worse}; {seeds}"
     if not holds and ours > 0 and gap > 0 and not significant:
         note += f"; right direction but not significant at α = {report.alpha:g}"
     difference = None if claimed is None else ours - claimed
-    return Verdict(**base, reproduced=ours, difference=difference, p_value=p,
+    return Verdict(**base, reproduced=ours, ci95=ci95, difference=difference, p_value=p,
                    verdict=REPRODUCED if holds else NOT_REPRODUCED, note=note)  # fmt: skip
 
 
-def verify(claims: Claims, results: Results, report: ReportParams) -> list[Verdict]:
+def verify(
+    claims: Claims, results: Results, runs: dict[tuple[str, str], SeedRuns], report: ReportParams
+) -> list[Verdict]:
     """One verdict per claim: the directions first (what synthetic data can check), then the numbers, in file
-    order."""
+    order. `runs` (`seeds.seed_runs`) gives every training run of each ablation for the direction tests."""
     return [
-        *(_check_direction(c, claims, results, report) for c in claims.directions),
+        *(_check_direction(c, claims, results, runs, report) for c in claims.directions),
         *(_check_number(c, results, report) for c in claims.numbers),
     ]
-
-
-def _fmt(value: float | None, signed: bool = False) -> str:
-    if value is None:
-        return "—"
-    return f"{value:+.1f}" if signed else f"{value:.1f}"
-
-
-def preamble(results: Results, report: ReportParams) -> str:
-    """What the verdicts mean for this run, in plain words."""
-    if results.params.data.source == "synthetic":
-        return (
-            "These results come from the embedded synthetic CTC world, not from the real CTC data. Their absolute "
-            'numbers are not comparable to the paper\'s, so every published number below reads "not comparable" '
-            "(ours are shown beside it for the record). What synthetic data can check is the direction of a claim "
-            "(e.g. scene-text aware beats visual only on CTC-1K): those are tested with a paired sign-flip "
-            f"permutation test over the same queries ({report.permutations} sign flips, α = {report.alpha:g}) and "
-            'read "reproduced" or "not reproduced".'
-        )
-    return (
-        f'A published number is "reproduced" when it lies in our 95% bootstrap CI, "within tolerance" when it '
-        f'is within {report.tolerance:g} points (rsum: {6 * report.tolerance:g}), else "not reproduced". '
-        f"Directions are tested with a paired sign-flip permutation test (α = {report.alpha:g})."
-    )
-
-
-def verdict_table(verdicts: list[Verdict], results: Results, report: ReportParams) -> Table:
-    """The verdicts as a table (long form: every field of `Verdict`), with what they mean as its note."""
-    rows = [
-        {"claim": v.claim, "source": v.source, "claimed": _fmt(v.claimed),
-         "reproduced [95% CI]": _fmt(v.reproduced) + (f" [{v.ci95[0]:.1f}, {v.ci95[1]:.1f}]" if v.ci95 else ""),
-         "difference": _fmt(v.difference, signed=True), "p": "—" if v.p_value is None else f"{v.p_value:.3g}",
-         "verdict": v.verdict, "note": v.note}
-        for v in verdicts
-    ]  # fmt: skip
-    counts = {kind: sum(v.verdict == kind for v in verdicts) for kind in
-              (REPRODUCED, WITHIN_TOLERANCE, NOT_REPRODUCED, NOT_COMPARABLE)}  # fmt: skip
-    summary = "Summary: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()) + "."
-    long = pd.DataFrame([asdict(v) for v in verdicts])
-    return Table("Paper claims: verdicts", long, pd.DataFrame(rows), (preamble(results, report), summary))
-
-
-def to_json(verdicts: list[Verdict], results: Results, report: ReportParams) -> str:
-    return json.dumps(
-        {"data_source": results.params.data.source, "meaning": preamble(results, report),
-         "verdicts": [asdict(v) for v in verdicts]}, indent=2,
-    ) + "\n"  # fmt: skip
-
-
-def write_verdicts(verdicts: list[Verdict], results: Results, report: ReportParams, out_dir: Path) -> list[Path]:
-    """`<out_dir>/verdicts.{md,tex,csv,json}`, each written atomically."""
-    paths = write_table(verdict_table(verdicts, results, report), out_dir, "verdicts")
-    write_text(Path(out_dir) / "verdicts.json", to_json(verdicts, results, report))
-    return [*paths, Path(out_dir) / "verdicts.json"]

@@ -1,5 +1,6 @@
 """The report's figures (seaborn): R@K with 95% CI bars per method and split, rank distributions, training curves,
-and the qualitative figure (top-5 images of caption queries, scene-text aware beside visual only).
+and the qualitative figure (top-5 images of caption queries, scene-text aware beside visual only). Legends sit right
+of the panels, never over a bar or a curve; a figure drawn from the synthetic world says so in its title.
 
 `save_figure` writes `<name>.png` and `<name>.pdf` atomically and deterministically (no timestamps or software
 versions in the files: the same inputs give the same bytes); `show` embeds a saved PNG in a notebook.
@@ -31,6 +32,7 @@ _METADATA = {
     "pdf": {"Creator": None, "Producer": None, "CreationDate": None},
 }
 _DIRECTIONS = {"i2t": "image → text", "t2i": "text → image"}
+SYNTHETIC_NOTE = "synthetic CTC world: not comparable to the paper"
 
 
 def save_figure(fig: Figure, out_dir: Path, name: str) -> Path:
@@ -51,6 +53,15 @@ def show(png: Path) -> Image:
 def _palette(n: int) -> list:
     """n distinguishable colours: the colour-blind palette up to its 10, tab20 beyond (17 ablations and more)."""
     return sns.color_palette("colorblind" if n <= 10 else "tab20", n)
+
+
+def _title(fig: Figure, title: str, synthetic: bool) -> None:
+    """The figure's title, marked when the data is the synthetic world (`data.source: synthetic`)."""
+    fig.suptitle(f"{title} ({SYNTHETIC_NOTE})" if synthetic else title)
+
+
+def _is_synthetic(results: Results) -> bool:
+    return results.params.data.source == "synthetic"
 
 
 def _legend_outside(fig: Figure, ax: plt.Axes) -> None:
@@ -83,7 +94,7 @@ def recall_figure(results: Results) -> Figure:
             ax.errorbar(x, v, yerr=err, fmt="none", ecolor="black", elinewidth=1, capsize=2)
         ax.set_xticks(np.arange(len(RECALL_KS)), [f"R@{k}" for k in RECALL_KS])
         ax.set(title=f"{split}, {direction}", ylabel="recall (%)", ylim=(0, 100))
-    fig.suptitle("Recall@K with 95% bootstrap CIs")
+    _title(fig, "Recall@K with 95% bootstrap CIs", _is_synthetic(results))
     fig.tight_layout()
     _legend_outside(fig, axes[0][-1])
     return fig
@@ -103,12 +114,13 @@ def rank_figure(results: Results) -> Figure:
         ax.set_xlabel("rank of the ground-truth image (log)")
         ax.set_ylabel("share of caption queries")
         ax.set_title(f"{split_label(split)}: text → image ranks")
+    _title(fig, "Where the ground truth ranks", _is_synthetic(results))
     fig.tight_layout()
     _legend_outside(fig, axes[0][-1])
     return fig
 
 
-def training_figure(histories: list[History]) -> Figure:
+def training_figure(histories: list[History], *, synthetic: bool) -> Figure:
     """Validation rsum and training loss per epoch, per ablation; the legend says where each curve was read."""
     with sns.axes_style("whitegrid"):
         fig, (rsum_ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -118,6 +130,7 @@ def training_figure(histories: list[History]) -> Figure:
             loss_ax.plot(h.frame["epoch"], h.frame["loss_loss"], marker="o", label=h.ablation, color=colour)
     rsum_ax.set(xlabel="epoch", ylabel="validation rsum", title="Validation rsum (CTC val)")
     loss_ax.set(xlabel="epoch", ylabel="training loss", title="Training loss", yscale="log")
+    _title(fig, "Training curves", synthetic)
     fig.tight_layout()
     _legend_outside(fig, loss_ax)
     sources = "\n".join(f"{h.ablation}: {h.source}" for h in histories)
@@ -125,7 +138,7 @@ def training_figure(histories: list[History]) -> Figure:
     return fig
 
 
-def qualitative_figure(queries: list[Query]) -> Figure:
+def qualitative_figure(queries: list[Query], *, synthetic: bool) -> Figure:
     """Per query (rows), each model's top images (columns, best first) as tiles with the image id and OCR tokens;
     the ground truth framed in green."""
     methods = list(queries[0].top)
@@ -148,9 +161,6 @@ def qualitative_figure(queries: list[Query]) -> Figure:
                 tokens = "\n".join(textwrap.shorten(t, 14) for t in hit.ocr_tokens[:5]) or "(no OCR tokens)"
                 ax.text(left + i + 0.5, 0.85, f"#{i + 1} {hit.image_id}", ha="center", va="top", fontsize=7)
                 ax.text(left + i + 0.5, 0.7, tokens, ha="center", va="top", fontsize=7, family="monospace")
-    fig.suptitle(
-        "Top images per caption query (OCR tokens shown; green = ground truth). Queries picked where the two models"
-        " disagree most, both ways: illustrative, not representative",
-        y=1.0,
-    )
+    _title(fig, "Top images per caption query (OCR tokens shown; green = ground truth)\nQueries picked where the two"
+           " models disagree most, both ways: illustrative, not representative", synthetic)  # fmt: skip
     return fig

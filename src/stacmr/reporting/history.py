@@ -1,8 +1,8 @@
-"""Training curves of each evaluated ablation: from its MLflow run's metric history (the run id the train stage
-recorded), or, when the tracking store has no such run (a fresh clone, another machine, tracking that failed), from
-the DVC plots CSV the train stage also wrote; each curve says which.
+"""Training curves of each evaluated ablation: from the metric history of the MLflow run that trained its checkpoint
+(found by the checkpoint's sha256 in this checkout's store), or, when the store has no such run (a fresh clone,
+another machine, tracking that failed), from the DVC plots CSV the train stage also wrote; each curve says which.
 
-Reads MLflow through `stacmr.tracking.metric_history` and `<history_dir>/<ablation>.csv`.
+Reads MLflow through `stacmr.tracking.checkpoint_run` and `metric_history`, and `<history_dir>/<ablation>.csv`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pandas as pd
 
 from stacmr.errors import StacmrError
 from stacmr.reporting.results import Results
-from stacmr.tracking import metric_history
+from stacmr.tracking import checkpoint_run, metric_history
 
 
 @dataclass(frozen=True)
@@ -24,8 +24,8 @@ class History:
     source: str  # "MLflow run <id>" or "DVC plots <csv> (...)"
 
 
-def _from_mlflow(run_id: str, uri: str | None, splits: tuple[str, ...]) -> pd.DataFrame | None:
-    history = metric_history(run_id, uri)
+def _from_mlflow(run_id: str, splits: tuple[str, ...]) -> pd.DataFrame | None:
+    history = metric_history(run_id)
     if not history or "val_rsum" not in history:
         return None
     mirrored = tuple(f"{s}_" for s in splits)  # the evaluate stages' metrics, mirrored into the training run
@@ -53,12 +53,17 @@ def training_histories(results: Results, history_dir: Path) -> list[History]:
     splits = results.params.evaluate.splits
     for ablation in results.params.evaluate.ablations:
         ours = results.get(ablation, splits[0])
-        frame = _from_mlflow(ours.run_id, ours.tracking_uri, splits) if ours.run_id else None
-        source = f"MLflow run {ours.run_id}"
+        run_id = checkpoint_run(ours.checkpoint_sha256)
+        frame = _from_mlflow(run_id, splits) if run_id is not None else None
+        source = f"MLflow run {run_id}"
         if frame is None:
             path = Path(history_dir) / f"{ablation}.csv"
             frame = _from_csv(path)
-            why = "no MLflow run recorded" if not ours.run_id else f"MLflow run {ours.run_id} not in the store"
+            why = (
+                f"no MLflow run of checkpoint sha256 {ours.checkpoint_sha256[:12]}"
+                if run_id is None
+                else f"MLflow run {run_id}: no readable val_rsum history"
+            )
             source = f"DVC plots {path} ({why})"
         histories.append(History(ablation, frame, source))
     return histories

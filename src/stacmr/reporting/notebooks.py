@@ -43,6 +43,23 @@ def _kernel_environment() -> Iterator[None]:
                 os.environ[key] = value
 
 
+def _drop_run_details(executed: Path) -> None:
+    """Remove what changes on every run from an executed notebook: papermill's and Jupyter's timings, the
+    input/output paths (the output lies in a temporary folder) and the parameters cell's random id, so that the same
+    inputs give the same bytes."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    papermill_meta = nb.metadata.get("papermill", {})
+    nb.metadata["papermill"] = {"parameters": papermill_meta.get("parameters", {})}
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        cell.metadata.pop("papermill", None)
+        if "injected-parameters" in cell.metadata.get("tags", []):
+            cell.id = "injected-parameters"  # papermill gives it a random id
+    nbformat.write(nb, executed)
+
+
 def _export_html(executed: Path, html: Path) -> None:
     import nbformat
     from nbconvert import HTMLExporter
@@ -75,6 +92,7 @@ def run_notebooks(notebooks_dir: Path, out_dir: Path, parameters: dict[str, Any]
                 )  # fmt: skip
             except PapermillExecutionError as exc:
                 raise StacmrError(f"{notebook}: cell {exc.exec_count} failed: {exc.ename}: {exc.evalue}") from None
+            _drop_run_details(executed)
             _export_html(executed, executed.with_suffix(".html"))
             pages.append(Path(out_dir) / executed.with_suffix(".html").name)
     return pages

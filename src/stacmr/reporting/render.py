@@ -7,6 +7,7 @@ per number with its provenance columns; Markdown and LaTeX are the reading layou
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,8 +24,34 @@ class Table:
     notes: tuple[str, ...]
 
     def _repr_html_(self) -> str:
+        """The reading layout as HTML: text columns left-aligned, number columns right-aligned."""
+        right = [_numeric(self.wide[c]) for c in self.wide.columns]
+        align = ["right" if r else "left" for r in right]
+        head = "".join(f'<th style="text-align:{a}">{html.escape(str(c))}</th>' for c, a in
+                       zip(self.wide.columns, align, strict=True))  # fmt: skip
+        body = "".join(
+            "<tr>" + "".join(f'<td style="text-align:{a}">{html.escape(_cell(v))}</td>' for v, a in
+                             zip(row, align, strict=True)) + "</tr>"
+            for row in self.wide.itertuples(index=False)
+        )  # fmt: skip
         notes = "".join(f"<p><small>{html.escape(n)}</small></p>" for n in self.notes)
-        return f"<h3>{html.escape(self.title)}</h3>{self.wide.to_html(index=False, na_rep='—', escape=True)}{notes}"
+        table = f'<table class="dataframe"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+        return f"<h3>{html.escape(self.title)}</h3>{table}{notes}"
+
+
+_NUMBER = re.compile(r"[+\-−]?\d[\d.,]*(e[+-]?\d+)?%?( ± [\d.]+)?( \[[^\]]*\])?|—|nan|")
+
+
+def _cell(value: object) -> str:
+    return "—" if value is None or (isinstance(value, float) and value != value) else str(value)
+
+
+def _numeric(column: pd.Series) -> bool:
+    """A column of numbers, or of numbers written with their interval ("12.3 [10.1, 14.2]", "5.0 ± 0.3")."""
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        return True
+    cells = [_cell(v) for v in column]
+    return any(c not in ("—", "") for c in cells) and all(_NUMBER.fullmatch(c) for c in cells)
 
 
 def markdown(table: Table) -> str:

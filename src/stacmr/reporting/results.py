@@ -1,9 +1,9 @@
 """The evaluated results a report is made of: per ablation and split, the metrics JSON written by `evaluate`, the
-provenance of its numbers (the MLflow run id of the ablation's training run, the DVC stage names), and the saved
-per-query ranks.
+provenance of its numbers (the sha256 of the ablation's checkpoint, which also finds its MLflow training run, and
+the DVC stage names), and the saved per-query ranks.
 
-Reads `<metrics>/<ablation>/<split>.json`, `<models>/<ablation>/mlflow_run.json` (optional: absent when tracking
-failed) and, on demand, `<ranks>/<ablation>/<split>.npz`: the layout dvc.yaml gives the train and evaluate stages.
+Reads `<metrics>/<ablation>/<split>.json`, `<models>/<ablation>/best.pt` (its sha256 only) and, on demand,
+`<ranks>/<ablation>/<split>.npz`: the layout dvc.yaml gives the train and evaluate stages.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from stacmr.checksum import sha256_file
 from stacmr.errors import StacmrError
 from stacmr.evaluation.metrics import RECALL_KEYS
 from stacmr.jsonfile import read_json
 from stacmr.params import Params
 from stacmr.reporting.labels import family, train_data_label
-from stacmr.tracking import RUN_FILE
 
 METRIC_KEYS = (*RECALL_KEYS, "rsum")
 
@@ -34,8 +34,7 @@ class Evaluated:
     family: str
     train_data: str
     metrics: dict[str, Any]  # the metrics JSON: flat keys, `ci95: {key: [low, high]}`, `explicit: {...}`
-    run_id: str | None  # MLflow run of the ablation's training (the evaluation is mirrored into it)
-    tracking_uri: str | None
+    checkpoint_sha256: str  # of the evaluated best.pt: its MLflow training run carries it as a tag
 
     @property
     def label(self) -> str:
@@ -53,11 +52,6 @@ class Evaluated:
     @property
     def stage(self) -> str:
         return f"evaluate@{self.ablation}-{self.split}"
-
-    @property
-    def provenance(self) -> str:
-        run = f"MLflow run {self.run_id}" if self.run_id else "no MLflow run"
-        return f"{run}; DVC stages train@{self.ablation}, {self.stage}"
 
     def value(self, key: str) -> float:
         return float(self.metrics[key])
@@ -77,15 +71,20 @@ class Results:
         return self.evaluated.get((ablation, split))
 
     def ranks(self, ablation: str, split: str) -> dict[str, np.ndarray]:
-        """The per-query ranks saved by `evaluate`: i2t (N,), t2i (M,), t2i_top (M, k), explicit_*."""
-        path = self.ranks_dir / ablation / f"{split}.npz"
-        try:
-            with np.load(path) as saved:
-                return {key: saved[key] for key in saved.files}
-        except FileNotFoundError:
-            raise StacmrError(f"{path}: no ranks file (run `dvc repro evaluate@{ablation}-{split}`)") from None
-        except (OSError, ValueError, zipfile.BadZipFile) as exc:
-            raise StacmrError(f"{path}: not a readable ranks file ({exc})") from None
+        """The per-query ranks saved by `evaluate`: i2t (N,), t2i (M,), caption_image (M,), t2i_top (M, k),
+        explicit_*."""
+        return read_ranks(self.ranks_dir / ablation / f"{split}.npz", ablation, split)
+
+
+def read_ranks(path: Path, ablation: str, split: str) -> dict[str, np.ndarray]:
+    """A ranks file written by an `evaluate` stage of `ablation` on `split`; missing or unreadable: one message."""
+    try:
+        with np.load(path) as saved:
+            return {key: saved[key] for key in saved.files}
+    except FileNotFoundError:
+        raise StacmrError(f"{path}: no ranks file (run the evaluate stages of {ablation} on {split})") from None
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise StacmrError(f"{path}: not a readable ranks file ({exc})") from None
 
 
 def _check_metrics(path: Path, metrics: dict[str, Any]) -> None:
@@ -101,8 +100,11 @@ def load_results(params: Params, metrics_dir: Path, models_dir: Path, ranks_dir:
     """Every (ablation, split) of `params.evaluate`, validated; a missing or malformed file is one StacmrError."""
     evaluated = {}
     for ablation in params.evaluate.ablations:
-        run_file = models_dir / ablation / RUN_FILE
-        run = read_json(run_file, "MLflow run record") if run_file.exists() else {}
+        checkpoint = models_dir / ablation / "best.pt"
+        try:
+            checkpoint_sha256 = sha256_file(checkpoint)  # once per ablation, whatever the number of splits
+        except FileNotFoundError:
+            raise StacmrError(f"{checkpoint}: no checkpoint (run `dvc repro train@{ablation}`)") from None
         spec = params.ablations[ablation]
         family(spec.family)  # an unlabelled family stops here, before any table is half made
         for split in params.evaluate.splits:
@@ -110,6 +112,6 @@ def load_results(params: Params, metrics_dir: Path, models_dir: Path, ranks_dir:
             metrics = read_json(path, "metrics file (`dvc repro` writes it)")
             _check_metrics(path, metrics)
             evaluated[ablation, split] = Evaluated(
-                ablation, split, spec.family, spec.train_data, metrics, run.get("run_id"), run.get("uri")
+                ablation, split, spec.family, spec.train_data, metrics, checkpoint_sha256
             )
     return Results(params, evaluated, ranks_dir)

@@ -25,7 +25,7 @@ import pandas as pd
 
 from stacmr.errors import StacmrError
 from stacmr.evaluation.headroom import VARIANTS
-from stacmr.evaluation.metrics import RECALL_KS
+from stacmr.evaluation.statistics import Ranks, image_hits, image_weights
 from stacmr.features.neighbours import AGREEMENT_FILE
 from stacmr.jsonfile import read_json
 from stacmr.params import ReportParams
@@ -37,31 +37,18 @@ from stacmr.reporting.results import Results
 HEADROOM = "headroom"  # the headroom stage's folder under the metrics and ranks folders
 
 
-def _rsum_per_image(i2t: np.ndarray, t2i: np.ndarray, caption_image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per image: its i2t hits summed over R@1/5/10 (n,), and its captions' t2i hits summed likewise (n,)."""
-    n = len(i2t)
-    i2t_hits = sum((i2t < k).astype(np.float64) for k in RECALL_KS)
-    t2i_hits = np.bincount(caption_image, weights=sum((t2i < k).astype(np.float64) for k in RECALL_KS), minlength=n)
-    return i2t_hits, t2i_hits
-
-
 def share_interval(
-    systems: list[tuple[np.ndarray, np.ndarray]], caption_image: np.ndarray, resamples: int, seed: int
+    systems: list[Ranks], caption_image: np.ndarray, resamples: int, seed: int
 ) -> tuple[float, float, float]:
     """(share, low, high) of (A − B) / (C − D) in rsum for systems [A, B, C, D] given as (i2t, t2i) ranks on the same
     queries, with a 95% percentile interval from resampling images jointly (NaN where C − D is 0 in a resample)."""
-    n = len(systems[0][0])
-    per_image = [_rsum_per_image(i2t, t2i, caption_image) for i2t, t2i in systems]
-    captions = np.bincount(caption_image, minlength=n).astype(np.float64)
-
-    def rsums(idx: np.ndarray) -> np.ndarray:
-        """(4, len(idx) resamples) rsum of each system; idx (resamples, n)."""
-        total_captions = captions[idx].sum(axis=1)
-        return np.stack([100.0 * (i[idx].sum(axis=1) / n + t[idx].sum(axis=1) / total_captions) for i, t in per_image])
-
-    point = rsums(np.arange(n)[None, :])[:, 0]
-    rng = np.random.default_rng(seed)
-    samples = rsums(rng.integers(0, n, size=(resamples, n)))
+    tables = [image_hits(i2t, t2i, caption_image) for i2t, t2i in systems]
+    n = len(tables[0])
+    point = [t.metric(np.ones((1, n)), "rsum")[0] for t in tables]
+    samples = np.concatenate([
+        np.stack([t.metric(w, "rsum") for t in tables])
+        for w in image_weights(np.random.default_rng(seed), n, resamples)
+    ], axis=1)  # fmt: skip
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = (samples[0] - samples[1]) / (samples[2] - samples[3])
     ratios = ratios[np.isfinite(ratios)]
@@ -93,7 +80,7 @@ def headroom_table(results: Results, report: ReportParams, metrics_dir: Path, re
         control_ranks = _headroom_ranks(results.ranks_dir, split)
         baseline = results.get(report.baseline, split)
         base_ranks = results.ranks(report.baseline, split)
-        caption_image = np.repeat(np.arange(len(base_ranks["i2t"])), len(base_ranks["t2i"]) // len(base_ranks["i2t"]))
+        caption_image = base_ranks["caption_image"]
         for variant in VARIANTS:
             control = controls[variant]
             rows.append({

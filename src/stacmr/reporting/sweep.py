@@ -1,15 +1,16 @@
 """The OCR-noise sweep: how the word encoders (fastText vectors vs the oCLIP-style character encoder) hold up as the
 OCR misreads more characters (`synthetic.ocr_char_error`), from DVC experiments.
 
-The sweep runs as DVC experiments, one per noise level (README, "OCR-noise sweep"); `stacmr sweep` collects them
-(`dvc.api.exp_show`: one flat row per experiment, params and metrics as columns named by their file) into
-`reports/sweeps/ocr_noise.csv`, one row per (noise, ablation, split) with rsum, its CTC-1K explicit rsum and the
-"does it read?" scores over the true groups. The report draws `ocr_noise_figure` when that file exists.
+The sweep runs as DVC experiments, one per noise level (README, "OCR-noise sweep"); `stacmr sweep` lists them
+(`dvc.api.exp_show`: one flat row per experiment, with its revision and params), reads each one's evaluate metrics
+files at its revision (plain git-tracked outputs, not DVC metrics) and writes `reports/sweeps/ocr_noise.csv`, one
+row per (noise, ablation, split) with rsum and the "does it read?" scores over the true groups. The report draws
+`ocr_noise_figure` when that file exists.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,30 +22,44 @@ from stacmr.reporting.labels import split_label
 
 NOISE = "synthetic.ocr_char_error"
 COLUMNS = ("ocr_char_error", "experiment", "ablation", "split", "rsum", "within_group", "ocr_swap")
-# a metric column of exp_show: "<...>/metrics/<ablation>/<split>.json:<key>" (the path prefix is DVC's choice)
-_METRIC = re.compile(r"(?:^|/)metrics/(?P<ablation>[a-z0-9_]+)/(?P<split>[a-z]+)\.json:(?P<key>.+)$")
-_KEYS = {"rsum": "rsum", "reading.true.within_group": "within_group", "reading.true.ocr_swap": "ocr_swap"}
+_KEYS = {
+    "rsum": ("rsum",),
+    "within_group": ("reading", "true", "within_group"),
+    "ocr_swap": ("reading", "true", "ocr_swap"),
+}
+# (revision from exp_show, ablation, split) → that evaluate stage's metrics JSON there, None when it has none
+MetricsReader = Callable[[str, str, str], dict[str, Any] | None]
 
 
-def sweep_rows(experiments: list[dict[str, Any]], ablations: tuple[str, ...]) -> pd.DataFrame:
-    """The sweep table from `dvc.api.exp_show()` rows: every experiment with a noise level and metrics of
-    `ablations`, one row per (experiment, ablation, split)."""
-    rows: dict[tuple, dict[str, Any]] = {}
+def _value(metrics: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    for key in path:
+        if not isinstance(metrics, dict) or key not in metrics:
+            return None
+        metrics = metrics[key]
+    return None if metrics is None else float(metrics)
+
+
+def sweep_rows(
+    experiments: list[dict[str, Any]], ablations: tuple[str, ...], splits: tuple[str, ...], read: MetricsReader
+) -> pd.DataFrame:
+    """The sweep table from `dvc.api.exp_show()` rows: every finished experiment with a noise level, one row per
+    (experiment, ablation, split) whose metrics `read` finds at the experiment's revision."""
+    rows = []
     for exp in experiments:
         noise = next((v for k, v in exp.items() if k == NOISE or k.endswith(":" + NOISE)), None)
-        # a running or queued experiment shows its baseline's metrics, a failed one none of its own
+        # a running or queued experiment has no results of its own yet, a failed one none at all
         if noise is None or exp.get("State") in ("Running", "Queued", "Failed"):
             continue
         name = exp.get("Experiment") or exp.get("rev") or "workspace"
-        for column, value in exp.items():
-            match = _METRIC.search(column)
-            if not match or match["ablation"] not in ablations or match["key"] not in _KEYS or value is None:
-                continue
-            key = (name, match["ablation"], match["split"])
-            row = rows.setdefault(key, {"ocr_char_error": float(noise), "experiment": name,
-                                        "ablation": match["ablation"], "split": match["split"]})  # fmt: skip
-            row[_KEYS[match["key"]]] = float(value)
-    table = pd.DataFrame(list(rows.values()), columns=list(COLUMNS))
+        for ablation in ablations:
+            for split in splits:
+                metrics = read(exp.get("rev") or "workspace", ablation, split)
+                if metrics is None:
+                    continue
+                values = {column: _value(metrics, path) for column, path in _KEYS.items()}
+                rows.append({"ocr_char_error": float(noise), "experiment": name, "ablation": ablation,
+                             "split": split, **values})  # fmt: skip
+    table = pd.DataFrame(rows, columns=list(COLUMNS))
     # the workspace repeats the experiment it was last run as (or the commit's own numbers): keep a named one
     table["_workspace"] = table["experiment"] == "workspace"
     table = table.sort_values(["ablation", "split", "ocr_char_error", "_workspace", "experiment"])

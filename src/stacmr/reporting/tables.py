@@ -1,7 +1,8 @@
 """The report's tables: the main table (the paper's numbers beside ours, with 95% CIs and the difference) and the
 ablation table (training data × scene text, paired tests against the visual-only baseline).
 
-Every number carries its provenance: the long form (the CSV) has `mlflow_run_id` and `dvc_stage` columns, the
+Every number carries its provenance: the long form (the CSV) has `checkpoint_sha256` (the evaluated best.pt, which
+also finds its MLflow training run) and `dvc_stage` columns, the
 reading layout (Markdown, LaTeX, HTML) a provenance column per row. Written by `render.write_table`.
 """
 
@@ -26,8 +27,8 @@ def _num(value: float | None) -> str:
     return "—" if value is None or pd.isna(value) else f"{value:.1f}"
 
 
-def _run(row: pd.Series) -> str:
-    return "—" if pd.isna(row.mlflow_run_id) else str(row.mlflow_run_id)
+def _checkpoint(row: pd.Series) -> str:
+    return "—" if pd.isna(row.checkpoint_sha256) else f"checkpoint sha256 {row.checkpoint_sha256[:12]}"
 
 
 def _cell(paper: float | None, ours: float | None, low: float | None, high: float | None) -> str:
@@ -57,7 +58,7 @@ def main_table(results: Results, claims: Claims) -> Table:
                         "train_data": train_data_label(ours.train_data), "split": split_label(split),
                         "metric": metric, "paper": paper.get((ablation, name, split, metric)),
                         "reproduced": ours.value(metric), "ci_low": low, "ci_high": high,
-                        "mlflow_run_id": ours.run_id, "dvc_stage": ours.stage,
+                        "checkpoint_sha256": ours.checkpoint_sha256, "dvc_stage": ours.stage,
                     })  # fmt: skip
         evaluated = set(results.params.evaluate.ablations)
         for ablation, name in sorted(methods, key=lambda m: m[1]):
@@ -67,7 +68,8 @@ def main_table(results: Results, claims: Claims) -> Table:
                 rows.append({
                     "method": f"{name} (paper only)", "paper_row": name, "ablation": None, "train_data": None,
                     "split": split_label(split), "metric": metric, "paper": paper[ablation, name, split, metric],
-                    "reproduced": None, "ci_low": None, "ci_high": None, "mlflow_run_id": None, "dvc_stage": None,
+                    "reproduced": None, "ci_low": None, "ci_high": None, "checkpoint_sha256": None,
+                    "dvc_stage": None,
                 })  # fmt: skip
     long = pd.DataFrame(rows)
     long["difference"] = long["reproduced"] - long["paper"]
@@ -77,7 +79,7 @@ def main_table(results: Results, claims: Claims) -> Table:
         for r in group.itertuples():
             row[METRIC_LABELS[r.metric]] = _cell(r.paper, r.reproduced, r.ci_low, r.ci_high)
         first = group.iloc[0]
-        row["provenance"] = "paper" if pd.isna(first.dvc_stage) else f"MLflow run {_run(first)}; DVC {first.dvc_stage}"
+        row["provenance"] = "paper" if pd.isna(first.dvc_stage) else f"{_checkpoint(first)}; DVC {first.dvc_stage}"
         wide_rows.append(row)
     notes = (
         "Cells: paper → ours [95% bootstrap CI] (ours − paper); ours alone where the paper has no such row. "
@@ -118,7 +120,7 @@ def ablation_table(results: Results, report: ReportParams) -> Table:
                 "ablation": ablation, "family": ours.label, "train_data": train_data_label(ours.train_data),
                 "scene_text": ours.scene_text, "split": split_label(split), "rsum": ours.value("rsum"),
                 "ci_low": low, "ci_high": high, "diff_vs_baseline": diff, "p_value": p, "counterpart": counterpart,
-                "diff_vs_counterpart": cdiff, "p_counterpart": cp, "mlflow_run_id": ours.run_id,
+                "diff_vs_counterpart": cdiff, "p_counterpart": cp, "checkpoint_sha256": ours.checkpoint_sha256,
                 "dvc_stage": ours.stage,
             })  # fmt: skip
     long = pd.DataFrame(rows)
@@ -139,7 +141,7 @@ def ablation_table(results: Results, report: ReportParams) -> Table:
                 if r.p_counterpart is None or pd.isna(r.p_counterpart)
                 else f"{r.diff_vs_counterpart:+.1f} vs {r.counterpart} (p = {r.p_counterpart:.3g})"
             )
-        row["provenance"] = f"MLflow run {_run(first)}; DVC train@{ablation}, evaluate@{ablation}-*"
+        row["provenance"] = f"{_checkpoint(first)}; DVC train@{ablation}, evaluate@{ablation}-*"
         wide_rows.append(row)
     notes = (
         f"Baseline: {report.baseline} (visual only). 'vs baseline': rsum difference over the same queries and its "

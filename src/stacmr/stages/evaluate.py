@@ -1,6 +1,7 @@
 """`evaluate`: one ablation's best checkpoint on one CTC split → metrics JSON (with CIs, the explicit subset and the
 "does it read?" diagnostics over visual-neighbour groups, and over the true groups where the data has them),
-per-query ranks (.npz), and the same metrics mirrored into the ablation's MLflow training run."""
+per-query ranks (.npz), and the same metrics mirrored into the MLflow run that trained the checkpoint (found by its
+sha256 in this checkout's store; none found: one info line)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ from pathlib import Path
 import numpy as np
 
 from stacmr.atomic import atomic_path, write_text
+from stacmr.checksum import sha256_file
 from stacmr.errors import StacmrError
 from stacmr.evaluation.evaluate import evaluate_split
 from stacmr.evaluation.reading import reading_diagnostics
 from stacmr.features.neighbours import load_neighbours, load_true_groups, neighbours_file
 from stacmr.features.store import FeatureStore, store_file
 from stacmr.stages.common import log, parser, start
-from stacmr.tracking import EXPERIMENT, RUN_FILE, Tracker
-from stacmr.training.checkpoint import load_checkpoint, rebuild_model
+from stacmr.tracking import EXPERIMENT, Tracker, checkpoint_run
+from stacmr.training.checkpoint import check_store_fits, load_checkpoint, rebuild_model
 from stacmr.training.device import resolve_device
 
 
@@ -34,7 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     params = start("evaluate", args)
     if args.split not in params.evaluate.splits:
         raise StacmrError(f"--split {args.split!r}: not in params.yaml evaluate.splits {list(params.evaluate.splits)}")
-    state = load_checkpoint(args.models / "best.pt")
+    checkpoint = args.models / "best.pt"
+    state = load_checkpoint(checkpoint)
     model, vocab = rebuild_model(state)
     device = resolve_device(params.train.device)
     model.to(device)
@@ -44,21 +47,22 @@ def main(argv: list[str] | None = None) -> None:
     groups = {"visual": load_neighbours(neighbours_file(args.neighbours, name))["cluster"]}
     groups.update(load_true_groups(args.neighbours, name))
     with FeatureStore(store_file(args.features, name)) as store:
+        check_store_fits(store, state["spec"]["dims"], f"checkpoint {checkpoint}")
         metrics, ranks = evaluate_split(
             model, store, vocab, max_words, device,
             e.max_block_mb << 20, e.finegrained_tile_mb << 20, e.finegrained_matrix_mb << 20,
             e.bootstrap_resamples, e.seed, e.top_k,
         )  # fmt: skip
         reading = {kind: reading_diagnostics(model, store, vocab, max_words, device, g) for kind, g in groups.items()}
-    metrics = {"ablation": args.ablation, "split": args.split, "checkpoint_epoch": state["epoch"], **metrics,
-               "reading": reading}  # fmt: skip
+    metrics = {"ablation": args.ablation, "seed": state["spec"]["train"]["seed"], "split": args.split,
+               "checkpoint_epoch": state["epoch"], **metrics, "reading": reading}  # fmt: skip
     write_text(args.metrics, json.dumps(metrics, indent=2) + "\n")
     args.ranks.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.ranks) as tmp, open(tmp, "wb") as f:
         np.savez_compressed(f, **ranks)
-    run = json.loads((args.models / RUN_FILE).read_text()) if (args.models / RUN_FILE).exists() else {}
-    if run.get("run_id"):
-        with Tracker(EXPERIMENT, args.ablation, uri=run.get("uri"), run_id=run["run_id"]) as tracker:
+    run_id = checkpoint_run(sha256_file(checkpoint))
+    if run_id is not None:
+        with Tracker(EXPERIMENT, args.ablation, run_id=run_id) as tracker:
             flat = {k: v for k, v in metrics.items() if isinstance(v, float)}
             flat.update({f"explicit_{k}": v for k, v in metrics.get("explicit", {}).items() if isinstance(v, float)})
             tracker.log_metrics({f"{args.split}_{k}": v for k, v in flat.items()}, step=state["epoch"])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from stacmr.atomic import atomic_dir
 from stacmr.data.annotations import ANNOTATIONS_FILE, read_annotation_info, read_annotations
-from stacmr.data.release import ocr_feats_file, read_split
+from stacmr.data.release import check_sizes_agree, ocr_feats_file, read_split
 from stacmr.errors import StacmrError
 from stacmr.features.build import build_store, training_text
 from stacmr.features.ocr_embedding import FASTTEXT_FILE, OcrEmbedder
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
         for source, splits in SOURCE_SPLITS.items()
         for split in splits
     }
+    check_sizes_agree(args.raw)
     producer = {"data": params_dict(params.data), "features": params_dict(params.features)}
     released = [name for name, release in releases.items() if release.ocr_feats is not None]
     if released and len(released) != len(releases):

@@ -2,7 +2,7 @@
 
 `synthetic` generates them; `release` takes the real files placed under `--data` or downloads them into
 `--downloads` (kept between runs, so an interrupted download resumes), unpacks and verifies them
-(`stacmr.data.release_sources`).
+(`stacmr.data.release_sources`). Splits whose region or OCR vector sizes differ are refused before `--out` appears.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from stacmr.atomic import atomic_dir
+from stacmr.data.release import check_sizes_agree
 from stacmr.data.release_sources import fetch_release
 from stacmr.data.synthetic import generate_world
 from stacmr.errors import StacmrError
@@ -30,5 +31,6 @@ def main(argv: list[str] | None = None) -> None:
             summary = fetch_release(params.release, params.data.captions_per_image, args.data, args.downloads, tmp)
         else:
             summary = generate_world(params.synthetic, params.data.captions_per_image, tmp)
+        check_sizes_agree(tmp, shown_as=args.out)
     for name, count in summary.items():
         log.info("%-24s %6d images", name, count)

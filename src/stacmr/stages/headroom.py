@@ -15,7 +15,7 @@ from stacmr.evaluation.headroom import VARIANTS, control_weight, evaluate_contro
 from stacmr.evaluation.textmatch import store_text, text_match
 from stacmr.features.store import FeatureStore, store_file
 from stacmr.stages.common import log, parser, start
-from stacmr.training.checkpoint import load_checkpoint, rebuild_model
+from stacmr.training.checkpoint import check_store_fits, load_checkpoint, rebuild_model
 from stacmr.training.device import resolve_device
 
 VALIDATION = "ctc/val"
@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> None:
     params = start("headroom", args)
     baseline, e, h = params.report.baseline, params.evaluate, params.headroom
     budgets = (e.max_block_mb << 20, e.finegrained_tile_mb << 20, e.finegrained_matrix_mb << 20)
-    state = load_checkpoint(args.models / baseline / "best.pt")
+    checkpoint = args.models / baseline / "best.pt"
+    state = load_checkpoint(checkpoint)
     model, vocab = rebuild_model(state)
     device = resolve_device(params.train.device)
     model.to(device)
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def encoded(name: str) -> tuple:
         with FeatureStore(store_file(args.features, name)) as store:
+            check_store_fits(store, state["spec"]["dims"], f"checkpoint {checkpoint}")
             return encode_store(model, store, vocab, max_words, device), store_text(store)
 
     val, (val_ocr, val_captions) = encoded(VALIDATION)

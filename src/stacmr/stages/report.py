@@ -1,13 +1,17 @@
-"""`report`: the paper artifact. Checks the claims (verdicts.md/.json), then executes the notebooks with papermill:
-they write the tables (Markdown, LaTeX, CSV) and figures (PNG, PDF), and are exported to HTML."""
+"""`report`: the paper artifact. Checks the claims (verdicts.md/.json), writes the headline metrics DVC shows
+(`--summary`), then executes the notebooks with papermill: they write the tables (Markdown, LaTeX, CSV) and figures
+(PNG, PDF), and are exported to HTML."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from stacmr.reporting.claims import load_claims, verify, write_verdicts
+from stacmr.reporting.claims import load_claims, verify
 from stacmr.reporting.notebooks import run_notebooks
 from stacmr.reporting.results import load_results
+from stacmr.reporting.seeds import seed_runs
+from stacmr.reporting.summary import summary, write_summary
+from stacmr.reporting.verdicts import write_verdicts
 from stacmr.stages.common import log, parser, start
 from stacmr.stages.verify import add_input_flags
 
@@ -24,11 +28,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tables", required=True, type=Path, help="output folder of the tables")
     p.add_argument("--figures", required=True, type=Path, help="output folder of the figures")
     p.add_argument("--executed", required=True, type=Path, help="output folder of executed notebooks and HTML")
+    p.add_argument("--summary", required=True, type=Path, help="headline metrics JSON to write (the DVC metric)")
     args = p.parse_args(argv)
     params = start("report", args)
     results = load_results(params, args.metrics, args.models, args.ranks)
-    verdicts = verify(load_claims(args.claims), results, params.report)
-    write_verdicts(verdicts, results, params.report, args.verdicts)
+    verdicts = verify(load_claims(args.claims), results, seed_runs(results, args.metrics), params.report)
+    write_verdicts(verdicts, params.data.source, params.report, args.verdicts)
+    write_summary(summary(results, args.metrics / "train"), args.summary)
     inputs = (
         "params",
         "claims",
@@ -38,8 +44,11 @@ def main(argv: list[str] | None = None) -> None:
         "features",
         "history",
         "neighbours",
+        "sweep",
+        "verdicts",
         "tables",
         "figures",
     )
-    pages = run_notebooks(args.notebooks, args.executed, {k: str(Path(getattr(args, k)).resolve()) for k in inputs})
+    # paths as given (relative in dvc.yaml): the kernel runs in this cwd; the executed notebook holds no absolute path
+    pages = run_notebooks(args.notebooks, args.executed, {k: str(getattr(args, k)) for k in inputs})
     log.info("report: %s", ", ".join(str(page) for page in pages))

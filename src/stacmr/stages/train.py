@@ -1,5 +1,6 @@
-"""`train`: train one ablation (`--ablation`) with the one loop; checkpoints, history, best validation metrics, and
-one MLflow run."""
+"""`train`: train one ablation (`--ablation`, its train seed or `--seed`) with the one loop; checkpoints, history,
+best validation metrics, and one MLflow run, tagged with the sha256 of the best checkpoint by which the evaluate
+stages and the report find it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 import platform
 import resource
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -22,9 +23,9 @@ from stacmr.features.vocab import Vocabulary
 from stacmr.models import build_model
 from stacmr.params import params_dict
 from stacmr.stages.common import log, parser, start
-from stacmr.tracking import EXPERIMENT, RUN_FILE, Tracker, extraction_tags, provenance_tags
+from stacmr.tracking import CHECKPOINT_TAG, EXPERIMENT, Tracker, extraction_tags, provenance_tags
 from stacmr.training.device import resolve_device
-from stacmr.training.loop import RunSpec, fit, selection_score
+from stacmr.training.loop import BEST, RunSpec, fit, selection_score
 from stacmr.training.word_init import initialise_word_vectors, ocr_fasttext_word_vectors
 
 VALIDATION = "ctc/val"
@@ -41,14 +42,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--history", required=True, type=Path, help="per-epoch history CSV (DVC plots)")
     p.add_argument("--metrics", required=True, type=Path, help="best validation metrics JSON (DVC metrics)")
     p.add_argument("--resume", action="store_true", help="continue from --out/last.pt when it matches this run")
+    p.add_argument("--seed", type=int, help="train with this seed instead of the ablation's (a seed replicate)")
     args = p.parse_args(argv)
     params = start("train", args)
     started = time.monotonic()
     if args.ablation not in params.ablations:
         raise StacmrError(f"--ablation {args.ablation!r}: not in params.yaml ablations {sorted(params.ablations)}")
+    if args.seed is not None and args.seed < 0:
+        raise StacmrError(f"--seed {args.seed}: must be >= 0")
     ablation = params.ablations[args.ablation]
     config = params.model_config(args.ablation)
     train_params = params.train_params(args.ablation)
+    if args.seed is not None:
+        train_params = replace(train_params, seed=args.seed)  # in the run spec: the checkpoint records it
     device = resolve_device(train_params.device)
     vocab = Vocabulary.load(args.vocab)
     train_path = args.trainset if ablation.train_data == "trainset" else store_file(args.features, ablation.train_data)
@@ -77,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
             initialise_word_vectors(model, vectors)
         spec = RunSpec(ablation.family, asdict(config), dims, params_dict(train_params), data, word_init)
         args.out.mkdir(parents=True, exist_ok=True)
-        with Tracker(EXPERIMENT, args.ablation) as tracker:
+        with Tracker(EXPERIMENT, f"{args.ablation} s{train_params.seed}") as tracker:
             tracker.log_params(
                 {"ablation": asdict(ablation), "model": asdict(config), "train": spec.train, "dims": dims}
             )
@@ -109,13 +115,12 @@ def main(argv: list[str] | None = None) -> None:
             best = max(history, key=lambda row: selection_score(_val(row)))
             # timing and memory differ on every run: MLflow only, never in the DVC metrics (issue #14)
             usage = {"train_seconds": round(time.monotonic() - started, 1), "peak_rss_mib": _peak_rss_mib()}
-            write_text(args.metrics, json.dumps({"epoch": best["epoch"], **_val(best)}, indent=2) + "\n")
+            write_text(args.metrics, json.dumps({"epoch": best["epoch"], **_nested(_val(best))}, indent=2) + "\n")
             tracker.set_tags({k: str(v) for k, v in usage.items()})
             tracker.log_artifact(args.history)
             tracker.log_artifact(args.metrics)
-            tracker.set_tags({"checkpoint": str(args.out / "best.pt")})
-            # the evaluate stages mirror their metrics into this run
-            write_text(args.out / RUN_FILE, json.dumps({"run_id": tracker.run_id, "uri": tracker.uri}) + "\n")
+            # best.pt is byte-stable (same inputs, same bytes): the evaluate stages and the report find the run by it
+            tracker.set_tags({CHECKPOINT_TAG: sha256_file(args.out / BEST)})
     log.info("%s: best epoch %d, validation rsum %.1f; %.0f s, peak RSS %.0f MiB", args.ablation, best["epoch"],
              best["val_rsum"], usage["train_seconds"], usage["peak_rss_mib"])  # fmt: skip
 
@@ -127,3 +132,11 @@ def _peak_rss_mib() -> float:
 
 def _val(row: dict[str, float]) -> dict[str, float]:
     return {k.removeprefix("val_"): v for k, v in row.items() if k.startswith("val_")}
+
+
+def _nested(metrics: dict[str, float]) -> dict:
+    """Validation metrics in the evaluate stage's layout: the whole split's at the top, its explicit images' (the
+    loop's `explicit_` keys) under `explicit`."""
+    whole = {k: v for k, v in metrics.items() if not k.startswith("explicit_")}
+    explicit = {k.removeprefix("explicit_"): v for k, v in metrics.items() if k.startswith("explicit_")}
+    return {**whole, "explicit": explicit} if explicit else whole

@@ -14,8 +14,12 @@ import torch
 
 from stacmr.atomic import atomic_path
 from stacmr.errors import StacmrError
+from stacmr.features.store import FeatureStore
 
 CHECKPOINT_VERSION = 1
+
+# `build_model`'s data sizes (a checkpoint's spec["dims"]) → the feature store size each one is, and its name
+_STORE_DIMS = {"region_dim": ("D", "region size"), "ocr_dim": ("E", "OCR vector size"), "ocr_slots": ("T", "OCR slots")}
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
@@ -49,3 +53,20 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if version != CHECKPOINT_VERSION:
         raise StacmrError(f"{path}: checkpoint version {version!r}, this stacmr reads {CHECKPOINT_VERSION}")
     return state
+
+
+def store_dims(store: FeatureStore) -> dict[str, int]:
+    """The data sizes a model built for `store` has (`build_model`'s region_dim, ocr_dim, ocr_slots)."""
+    return {key: store.sizes[dim] for key, (dim, _) in _STORE_DIMS.items()}
+
+
+def check_store_fits(store: FeatureStore, dims: dict[str, int], source: str) -> None:
+    """Refuse `store` when a data size differs from `dims` (`store_dims` of the store a model was built for, as a
+    checkpoint's spec records them), naming the store, `source` (where `dims` come from, e.g. "checkpoint <path>")
+    and both sizes: a model meets another size only as a matrix shape error deep inside torch."""
+    for key, (dim, what) in _STORE_DIMS.items():
+        if store.sizes[dim] != dims[key]:
+            raise StacmrError(
+                f"{store.path}: {what} {store.sizes[dim]}, but {source} has {dims[key]}; a model reads only the sizes"
+                " it was built for (rebuild the stale one)"
+            )

@@ -32,7 +32,7 @@ from stacmr.losses import hinge_triplet
 from stacmr.models import RetrievalModel
 from stacmr.params import TrainParams
 from stacmr.training.batches import epoch_order, n_batches, training_batches
-from stacmr.training.checkpoint import load_checkpoint, save_checkpoint
+from stacmr.training.checkpoint import check_store_fits, load_checkpoint, save_checkpoint, store_dims
 from stacmr.training.sampler import neighbour_order
 
 log = logging.getLogger("stacmr")
@@ -98,7 +98,9 @@ def fit(
 ) -> list[dict[str, float]]:
     """Train `model` (already seeded and on `device`); returns the per-epoch history. Writes `best.pt`, `last.pt` to
     `out_dir` and the history CSV to `history_path` after every epoch. `clusters` (N,): the training store's
-    visual-neighbour cluster per image, for `params.sampler: visual_neighbours`."""
+    visual-neighbour cluster per image, for `params.sampler: visual_neighbours`. A validation store whose data sizes
+    differ from the training store's is refused before the first epoch."""
+    check_store_fits(val_store, store_dims(train_store), f"the training store {train_store.path}")
     if (params.sampler == "visual_neighbours") != (clusters is not None):
         raise ValueError(f"sampler {params.sampler!r} {'needs' if clusters is None else 'takes no'} clusters")
     optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
