@@ -11,6 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from stacmr.checksum import sha256_file
@@ -18,6 +19,7 @@ from stacmr.cli import main
 from stacmr.evaluation.metrics import RECALL_KEYS, summarize
 from stacmr.features.store import store_file
 from stacmr.params import load_params
+from stacmr.training.checkpoint import load_checkpoint
 from tests.conftest import shrink
 from tests.test_training import _argv
 
@@ -188,6 +190,22 @@ def test_nan_in_a_store_stops_evaluate(one_epoch, tmp_path, capsys, ablation):
     features, store = _features_with(one_epoch[0], tmp_path, "ctc/dev", _nan)
     assert _evaluate_in(one_epoch, features, ablation, tmp_path / "eval") == 2
     assert f"{store}: field 'regions': NaN or infinite value at image 3" in _error(capsys)
+    assert not (tmp_path / "eval").exists()
+
+
+@pytest.mark.parametrize("ablation", ["vsrn_all", "chan_all"])
+def test_a_checkpoint_with_nan_weights_stops_evaluate(one_epoch, tmp_path, capsys, ablation):
+    """A diverged checkpoint (NaN weights) on finite features: one message, not ranking's raw ValueError."""
+    root, models, params = one_epoch
+    damaged = tmp_path / "models" / ablation
+    shutil.copytree(models / "models" / ablation, damaged)
+    state = load_checkpoint(damaged / "best.pt")
+    for tensor in state["model"].values():
+        if tensor.is_floating_point():
+            tensor.fill_(float("nan"))
+    torch.save(state, damaged / "best.pt")
+    assert _evaluate_in((root, tmp_path, params), root / "features", ablation, tmp_path / "eval") == 2
+    assert "embeddings of this store are NaN or infinite" in _error(capsys)
     assert not (tmp_path / "eval").exists()
 
 

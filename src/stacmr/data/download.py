@@ -35,12 +35,12 @@ from http.client import HTTPException
 from pathlib import Path
 
 import gdown
-from tqdm import tqdm
 
 from stacmr.atomic import write_text
 from stacmr.checksum import sha256_file
 from stacmr.errors import StacmrError
 from stacmr.params import DRIVE_SCHEME
+from stacmr.progress import progress as progress_bar
 
 _BLOCK = 1 << 16
 
@@ -108,8 +108,8 @@ def _transfer(url: str, part: Path, timeout_s: float, progress: bool) -> None:
         try:
             with (
                 open(part, mode) as f,
-                tqdm(
-                    total=total, initial=offset, unit="B", unit_scale=True, desc=part.stem, disable=not progress
+                progress_bar(
+                    total=total, initial=offset, unit="B", unit_scale=True, desc=part.stem, disable=not progress or None
                 ) as bar,
             ):
                 while block := response.read(_BLOCK):
@@ -237,7 +237,8 @@ def download_many(items: list[tuple[str, Path, str | None]], policy: DownloadPol
     not fetched); one progress bar over the files. Every item is tried; failures are reported together at the end."""
     records: list[FetchRecord] = []
     failures: list[str] = []
-    with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(total=len(items), unit="file", desc="images") as bar:
+    bars = progress_bar(total=len(items), unit="file", desc="images")
+    with ThreadPoolExecutor(max_workers=workers) as pool, bars as bar:
         futures = [pool.submit(download, url, target, sha, policy, False) for url, target, sha in items]
         for future in futures:
             try:

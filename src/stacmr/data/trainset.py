@@ -13,11 +13,11 @@ import os
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from stacmr.checksum import sha256_file
 from stacmr.errors import StacmrError
 from stacmr.features.store import FIELDS, FeatureStore, create_store
+from stacmr.progress import progress
 
 
 def build_trainset(stores: list[Path], out_path: str | os.PathLike, chunk_images: int, producer: dict) -> None:
@@ -42,7 +42,7 @@ def build_trainset(stores: list[Path], out_path: str | os.PathLike, chunk_images
         with create_store(out_path, "trainset", sizes, {**producer, "sources": ranges}, inputs, extraction) as out:
             offset = 0
             for store in opened:
-                for a in tqdm(range(0, len(store), chunk_images), desc=f"trainset {store.name}", unit="chunk"):
+                for a in progress(range(0, len(store), chunk_images), desc=f"trainset {store.name}", unit="chunk"):
                     b = min(a + chunk_images, len(store))
                     block = {name: store[name][a:b] for name in FIELDS}
                     store.check_finite(np.arange(a, b), **{k: v for k, v in block.items() if FIELDS[k].finite})

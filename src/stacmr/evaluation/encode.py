@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stacmr.errors import StacmrError
 from stacmr.features.store import FeatureStore
 from stacmr.features.vocab import Vocabulary
 from stacmr.models import RetrievalModel, VectorSets
@@ -73,4 +74,8 @@ def encode_store(
             cap_parts.append(model.encode_captions(captions))
     finally:
         model.train(was_training)
+    for kind, parts in (("image", img_parts), ("caption", cap_parts)):
+        if not all(bool(torch.isfinite(p.emb if isinstance(p, VectorSets) else p).all()) for p in parts):
+            raise StacmrError(f"{store.path}: the model's {kind} embeddings of this store are NaN or infinite "
+                              "(a diverged or damaged checkpoint; the store's features are finite)")  # fmt: skip
     return Encoded(_join(img_parts), _join(cap_parts), np.arange(n * c) // c)

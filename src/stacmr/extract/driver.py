@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from stacmr.atomic import atomic_path, write_text
 from stacmr.data.annotations import ImageAnnotation, OcrToken
@@ -32,6 +31,7 @@ from stacmr.extract.images import load_image
 from stacmr.extract.ocr import OcrEngine, clean_token
 from stacmr.features.ocr_embedding import OcrEmbedder
 from stacmr.params import OcrFilterParams
+from stacmr.progress import progress
 
 log = logging.getLogger("stacmr.extract")
 
@@ -114,7 +114,7 @@ def extract_split(
     if resumed:
         log.info("%s: %d of %d images already extracted, resuming", job.split, resumed, len(job.images))
     next_index = max((k for k, _ in _shards(work_dir)), default=-1) + 1
-    with tqdm(total=len(job.images), initial=resumed, desc=f"extract {job.split}", unit="image") as bar:
+    with progress(total=len(job.images), initial=resumed, desc=f"extract {job.split}", unit="image") as bar:
         for start in range(0, len(todo), job.batch_size):
             batch = todo[start : start + job.batch_size]
             records, regions = _read_batch(batch, job, backbone, engine, ocr)

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from stacmr.checksum import sha256_file
 from stacmr.data.annotations import ImageAnnotation
@@ -25,6 +24,7 @@ from stacmr.data.release import ReleaseSplit, ocr_slots
 from stacmr.errors import StacmrError
 from stacmr.features.ocr_embedding import OcrEmbedder, token_slots
 from stacmr.features.store import create_store
+from stacmr.progress import progress
 
 _FLOAT16_MAX = float(np.finfo(np.float16).max)
 
@@ -101,7 +101,7 @@ def build_store(
     info = annotation_info or {}
     made_by = {name: {k: info[k] for k in ("ocr_engine", "backbone")}} if "ocr_engine" in info else {}
     with create_store(out_path, name, sizes, producer, inputs, made_by) as store:
-        for start in tqdm(range(0, n, block), desc=f"features {name}", unit="block"):
+        for start in progress(range(0, n, block), desc=f"features {name}", unit="block"):
             stop = min(start + block, n)
             count = stop - start
             if released is None:

@@ -23,11 +23,11 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-from tqdm import tqdm
 
 from stacmr.atomic import atomic_path
 from stacmr.errors import StacmrError
 from stacmr.features.store import FeatureStore
+from stacmr.progress import progress
 
 _TINY = 1e-12  # norm floor: all-zero padding slots stay zero instead of becoming NaN
 _KEYS = ("neighbours", "similarity", "cluster", "info")
@@ -86,7 +86,7 @@ def _mean_directions(store: FeatureStore, counts: np.ndarray, block_images: int)
     """(N, D) float32: the unit-norm mean of each image's l2-normalised real regions (0 for an image without any)."""
     n, slots, dim = store["regions"].shape
     means = np.zeros((n, dim), dtype=np.float32)
-    for start in tqdm(range(0, n, block_images), desc="visual neighbours: mean regions", unit="block"):
+    for start in progress(range(0, n, block_images), desc="visual neighbours: mean regions", unit="block"):
         stop = min(start + block_images, n)
         real = _real(counts[start:stop], slots)
         total = np.where(real[..., None], _normalised(store["regions"][start:stop]), 0).sum(axis=1)
@@ -147,7 +147,7 @@ def visual_neighbours(store: FeatureStore, k: int, candidates: int, block_images
     neighbours = np.empty((n, k), dtype=np.int64)
     similarity = np.empty((n, k), dtype=np.float32)
     others = np.arange(n - 1)
-    for start in tqdm(range(0, n, block_images), desc="visual neighbours: rerank", unit="block"):
+    for start in progress(range(0, n, block_images), desc="visual neighbours: rerank", unit="block"):
         rows = np.arange(start, min(start + block_images, n))
         if means is None:
             cand = others[None, :] + (others[None, :] >= rows[:, None])  # every image but the row's own

@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from stacmr.atomic import write_text
 from stacmr.evaluation.encode import encode_store
@@ -31,6 +30,7 @@ from stacmr.features.vocab import Vocabulary
 from stacmr.losses import hinge_triplet
 from stacmr.models import RetrievalModel
 from stacmr.params import TrainParams
+from stacmr.progress import progress
 from stacmr.training.batches import epoch_order, n_batches, training_batches
 from stacmr.training.checkpoint import check_store_fits, load_checkpoint, save_checkpoint, store_dims
 from stacmr.training.sampler import neighbour_order
@@ -141,7 +141,7 @@ def fit(
         batches = training_batches(
             train_store, vocab, params.batch_size, order, params.max_caption_words, model.reads_characters
         )
-        bar = tqdm(batches, total=steps, desc=f"epoch {epoch + 1}/{params.epochs}", unit="batch")
+        bar = progress(batches, total=steps, desc=f"epoch {epoch + 1}/{params.epochs}", unit="batch")
         for images, captions in bar:
             losses = model.loss(images.to(device), captions.to(device), criterion)
             optimizer.zero_grad(set_to_none=True)

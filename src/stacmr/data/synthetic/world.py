@@ -23,7 +23,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from stacmr.data.annotations import ANNOTATIONS_FILE, ImageAnnotation, OcrToken, write_annotations
 from stacmr.data.explicit import is_explicit
@@ -34,6 +33,7 @@ from stacmr.data.synthetic.ocr import read_word, spurious_token
 from stacmr.data.synthetic.scenes import ConceptSpace, Scene, draw_scene, render_regions
 from stacmr.errors import StacmrError
 from stacmr.params import SyntheticParams, params_dict
+from stacmr.progress import progress
 
 _WIDTH, _HEIGHT = 640, 480  # nominal image size for OCR boxes (COCO images are about this size)
 _ID_BASE = {"ctc": 100_000, "f30k": 2_000_000, "textcaps": 3_000_000}
@@ -131,7 +131,7 @@ class _SourceWriter:
         p = self.p
         written = []
         with write_split(self.directory, split, len(images), p.regions, p.region_dim) as out:
-            for index, image in enumerate(tqdm(images, desc=f"synthetic {self.source}/{split}", unit="img")):
+            for index, image in enumerate(progress(images, desc=f"synthetic {self.source}/{split}", unit="img")):
                 image_id = str(self._next_id)
                 self._next_id += 1
                 regions = render_regions(image.scene, self.space, rng, p.regions, p.region_noise, p.attribute_weight)
