@@ -34,3 +34,18 @@ def test_a_store_of_other_sizes_than_the_model_is_refused_naming_both(tmp_path, 
         with pytest.raises(StacmrError) as info:
             check_store_fits(store, {**dims, key: size + 1}, "checkpoint best.pt")
     assert str(info.value).startswith(f"{tmp_path / 's.h5'}: {what} {size}, but checkpoint best.pt has {size + 1};")
+
+
+def test_the_package_source_fingerprint_follows_the_code(tmp_path, monkeypatch):
+    """Any source edit changes it (a resume then trains afresh); the same source gives the same digest."""
+    import stacmr.checksum as checksum
+
+    package = tmp_path / "stacmr"
+    (package / "models").mkdir(parents=True)
+    (package / "checksum.py").write_text("# stand-in\n")
+    (package / "models" / "m.py").write_text("x = 1\n")
+    monkeypatch.setattr(checksum, "__file__", str(package / "checksum.py"))
+    first = checksum.package_source_sha256()
+    assert checksum.package_source_sha256() == first
+    (package / "models" / "m.py").write_text("x = 2\n")
+    assert checksum.package_source_sha256() != first

@@ -243,43 +243,14 @@ def test_paired_rsum_difference_is_the_rsum_difference():
     assert paired_test((a_i2t, a_t2i), (a_i2t, a_t2i), caption_image, "rsum", 500, 1) == (0.0, 1.0)
 
 
-def test_training_curves_fall_back_to_the_dvc_csv(report_dirs):
+def test_training_curves_come_from_the_history_csvs(report_dirs):
     root, raw = report_dirs
     histories = training_histories(_results(root, raw), root / "plots")
     assert [h.ablation for h in histories] == ["vsrn_all", "starnet_all"]
-    sha = hashlib.sha256(CHECKPOINTS["vsrn_all"]).hexdigest()
-    csv = root / "plots" / "vsrn_all.csv"
-    assert histories[0].source == f"DVC plots {csv} (no MLflow run of checkpoint sha256 {sha[:12]})"
     assert list(histories[0].frame["val_rsum"]) == [100.0, 150.0]
-    assert not (root / "mlflow.db").exists()  # reading never creates a store
-
-
-def test_training_curves_come_from_the_run_of_the_checkpoint(report_dirs):
-    from stacmr.tracking import CHECKPOINT_TAG, Tracker
-
-    root, raw = report_dirs
-    with Tracker("stacmr", "vsrn_all s0") as tracker:
-        tracker.set_tags({CHECKPOINT_TAG: hashlib.sha256(CHECKPOINTS["vsrn_all"]).hexdigest()})
-        for epoch in (1, 2, 3):
-            tracker.log_metrics({"epoch": epoch, "val_rsum": 10.0 * epoch, "lr": 0.1}, step=epoch)
-        tracker.log_metrics({"dev_rsum": 99.0, "test_rsum": 98.0}, step=3)  # the evaluate stages' mirrored metrics
-    visual, aware = training_histories(_results(root, raw), root / "plots")
-    assert visual.source == f"MLflow run {tracker.run_id}"
-    assert set(visual.frame.columns) == {"epoch", "val_rsum", "lr"}  # not the mirrored dev_*, test_*
-    assert list(visual.frame["val_rsum"]) == [10.0, 20.0, 30.0]
-    assert aware.source.startswith("DVC plots")  # starnet_all's checkpoint has no run
-
-
-def test_metric_history_reads_a_run_back(tmp_path):
-    from stacmr.tracking import Tracker, metric_history
-
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    with Tracker("stacmr", "t", uri=uri) as tracker:
-        for epoch in (2, 1):
-            tracker.log_metrics({"val_rsum": 10.0 * epoch, "lr": 0.1}, step=epoch)
-    history = metric_history(tracker.run_id, uri)
-    assert history["val_rsum"] == [(1, 10.0), (2, 20.0)]
-    assert metric_history("0" * 32, uri) is None
+    (root / "plots" / "starnet_all.csv").write_text("epoch,lr\n1,0.1\n")
+    with pytest.raises(StacmrError, match=r"starnet_all.csv: history has no 'val_rsum' column"):
+        training_histories(_results(root, raw), root / "plots")
 
 
 def _query(methods: tuple[str, ...]) -> Query:

@@ -16,7 +16,7 @@ from stacmr.evaluation.metrics import summarize
 from stacmr.evaluation.statistics import bootstrap_ci
 from stacmr.params import ParamsError, parse_params
 from stacmr.reporting.claims import REPRODUCED, load_claims, verify
-from stacmr.reporting.rerun import DIFFERS, SAME, WITHIN, compare, numeric_leaves, seed_sd, workspace_metrics
+from stacmr.reporting.rerun import DIFFERS, GONE, SAME, WITHIN, compare, numeric_leaves, seed_sd, workspace_metrics
 from stacmr.reporting.results import load_results
 from stacmr.reporting.seeds import seed_runs, seed_table
 from stacmr.reporting.verdicts import terminal
@@ -122,15 +122,20 @@ def test_compare_judges_a_rerun_against_the_committed_metrics(seeded, write_para
     path = metrics / "vsrn_all" / "dev.json"
     data = json.loads(path.read_text())
     data["rsum"] += 0.5 * spread  # a drift within seed variance
-    data["explicit"] = {"rsum": 1.0}  # a new metric: differs
+    data["t2i_r1"] += 10 * sd["dev", "t2i_r1"]  # far beyond it
+    data["explicit"] = {"rsum": 1.0}  # a metric the committed file has not
     path.write_text(json.dumps(data))
-    assert numeric_leaves(data)["explicit.rsum"] == 1.0 and "ci95.rsum" not in numeric_leaves(data)
+    leaves = numeric_leaves(data)
+    assert leaves["explicit.rsum"] == 1.0 and "ci95.rsum" not in leaves and "seed" not in leaves
     monkeypatch.chdir(root)
     monkeypatch.setenv("DVC_ROOT", str(root))
     assert main(["compare", "--params", str(write_params(raw)), "--metrics", "metrics", "--all"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0].endswith("within seed variance, 1 differ.") and "compared with HEAD" in out
-    assert "vsrn_all/dev.json:explicit.rsum" in out and "vsrn_all/dev.json:rsum" in out
+    assert out.splitlines()[0].endswith(
+        "1 within seed variance, 1 differ (1 new and 0 gone: metrics only one side has)."
+    )
+    assert "compared with HEAD" in out and "vsrn_all/dev.json:seed" not in out
+    assert "new" in out and "vsrn_all/dev.json:explicit.rsum" in out and "vsrn_all/dev.json:rsum" in out
     assert main(["compare", "--params", str(write_params(raw)), "--metrics", "metrics", "--strict"]) == 2
 
 
@@ -140,7 +145,7 @@ def test_compare_verdicts():
     after = {"a/dev.json": {"rsum": 102.7, "epoch": 3.0}}
     verdicts = {(c.file, c.key): c.verdict for c in compare(before, after, sd)}
     assert verdicts == {("a/dev.json", "rsum"): WITHIN, ("a/dev.json", "epoch"): SAME,
-                        ("gone/dev.json", "rsum"): DIFFERS}  # fmt: skip
+                        ("gone/dev.json", "rsum"): GONE}  # fmt: skip
     after["a/dev.json"]["rsum"] = 102.8  # beyond 1.96·√2·1 = 2.77
     assert {c.verdict for c in compare(before, after, sd) if c.key == "rsum" and c.file == "a/dev.json"} == {DIFFERS}
 

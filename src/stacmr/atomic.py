@@ -1,7 +1,7 @@
 """Atomic writes: every output is built under a temporary name beside its target and renamed into place on success.
 
-An interrupted or failing write leaves no file at the target name, so a later stage never trusts a half file
-(DESIGN.md, reliability rules). Works for single files and for whole output directories.
+An interrupted or failing write leaves no file at the target name, so a later stage never trusts a half file.
+Works for single files and for whole output directories.
 
 A process killed mid-write (SIGKILL, power loss) runs no cleanup and leaves its temporary behind. Temporaries are
 named `.{target name}.{pid}.{random}.tmp` (`.old` for the previous output being swapped out), so each write first

@@ -1,7 +1,7 @@
 """Typed, frozen, validated params: `params.yaml` → `Params`, checked whole before any stage does I/O.
 
 Every section is a frozen dataclass with a comment per field. Validation is strict: an unknown key, a missing key,
-a wrong type or an out-of-range value stops with one line naming the dotted key and the problem (STYLE.md, rule 2).
+a wrong type or an out-of-range value stops with one line naming the dotted key and the problem.
 Ranges live in field metadata (`_range`), choices in `Literal` types; cross-field rules in `__post_init__`.
 """
 
@@ -20,7 +20,7 @@ import yaml
 
 from stacmr.errors import StacmrError
 
-# The dataset splits each source provides, in the release format (DESIGN.md, data contracts). CTC-1K is `dev`,
+# The dataset splits each source provides, in the release format. CTC-1K is `dev`,
 # CTC-5K is `test` (the StacMR release names).
 SOURCE_SPLITS: dict[str, tuple[str, ...]] = {
     "ctc": ("train", "val", "dev", "test"),
@@ -165,7 +165,7 @@ class FeaturesParams:
 
 @dataclass(frozen=True)
 class OcrFilterParams:
-    engine: Literal["rapidocr"]  # OCR engine (src/stacmr/extract/engines.py); its name and version go into the outputs
+    engine: Literal["rapidocr"]  # OCR engine (src/stacmr/extract/ocr.py); its name and version go into the outputs
     min_confidence: float = _range(0.0, 1.0)  # tokens the engine is less sure of are dropped
     min_length: int = _range(1, 100)  # shorter tokens are dropped (characters, after stripping punctuation)
     max_length: int = _range(1, 1000)  # longer tokens are dropped

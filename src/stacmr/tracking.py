@@ -1,9 +1,8 @@
-"""MLflow tracking: the one module that imports mlflow (STYLE.md, rule 4). It mirrors a training run into MLflow,
+"""MLflow tracking: the one module that imports mlflow. It mirrors a training run into MLflow,
 finds the run that made a checkpoint by the checkpoint's sha256 (`checkpoint_run`: the evaluate stages mirror their
-metrics into it, the report reads its history back with `metric_history`), so that no DVC output holds a run id or a
-path of one machine.
+metrics into it), so that no DVC output holds a run id or a path of one machine.
 
-The DVC metrics JSON is the record; MLflow is a view of it (DESIGN.md, tracking and provenance), so tracking never
+The DVC metrics JSON is the record; MLflow is a view of it, so tracking never
 stops training: the first failure (store unreachable, database locked, bad URI, server error) logs one warning on the
 `stacmr` logger and turns every later call into a no-op.
 
@@ -36,7 +35,7 @@ from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 
 log = logging.getLogger("stacmr")
 
-EXPERIMENT = "stacmr"  # one MLflow experiment for the project (DESIGN.md, tracking)
+EXPERIMENT = "stacmr"  # one MLflow experiment for the project
 # the experiment's kind for the MLflow UI: its model-training view, not the GenAI one (issue 17.7)
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 CHECKPOINT_TAG = "checkpoint_sha256"  # a training run's tag: sha256 of its best.pt, by which later stages find it
@@ -238,23 +237,6 @@ def checkpoint_run(checkpoint_sha256: str, uri: str | None = None) -> str | None
         log.info("no MLflow run of checkpoint %s in %s", checkpoint_sha256[:12], _redacted(uri))
         return None
     return runs[0].info.run_id
-
-
-def metric_history(run_id: str, uri: str | None = None) -> dict[str, list[tuple[int, float]]] | None:
-    """Every metric of run `run_id` as {key: [(step, value), ...]} in step order; None when the store is missing,
-    unreadable or holds no such run (the caller falls back to the DVC history). Never creates a store."""
-    uri = uri or tracking_uri()
-    db = _sqlite_path(uri)
-    if db is not None and not db.exists():
-        return None
-    try:
-        client = MlflowClient(tracking_uri=uri)
-        keys = client.get_run(run_id).data.metrics
-        history = {key: client.get_metric_history(run_id, key) for key in keys}
-    except Exception as exc:
-        log.info("MLflow run %s not readable at %s (%s)", run_id, _redacted(uri), type(exc).__name__)
-        return None
-    return {key: sorted((m.step, m.value) for m in entries) for key, entries in history.items()}
 
 
 def _git(root: Path, *args: str) -> str | None:

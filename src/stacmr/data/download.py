@@ -11,8 +11,8 @@ request. Connection errors are retried `retries` times with gdown's own backoff.
 `<target>.drive`, hashed, and only then renamed onto the target.
 
 Either way the complete file is hashed: a sha256 that differs from the expected one deletes it and fails; otherwise
-it is renamed onto the target, so a file at the target name is always complete and verified (DESIGN.md, reliability
-rules). Without a published sha256, `download_checked` trusts the first download: it records the digest in
+it is renamed onto the target, so a file at the target name is always complete and verified.
+Without a published sha256, `download_checked` trusts the first download: it records the digest in
 `<target>.sha256` and expects it from then on.
 
 Reads: URLs. Writes: the targets, `<target>.sha256`, and a manifest JSON ({file name: url, size, sha256, verified,

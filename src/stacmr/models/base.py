@@ -4,7 +4,7 @@ A family encodes images (regions + OCR tokens + their masks) and captions into o
 image against every caption, and computes its training loss from a batch of matching pairs. Dense families give one
 vector per item (cosine similarity); fine-grained families (CHAN) give a set of vectors per item (`VectorSets`:
 regions, words) and their own `similarity` of two sets. The training loop,
-the evaluation and the checkpoints only see this interface (DESIGN.md, models). Family configs are frozen
+the evaluation and the checkpoints only see this interface. Family configs are frozen
 dataclasses whose numeric fields carry bounds (`config_range`) that `stacmr.params` checks.
 """
 

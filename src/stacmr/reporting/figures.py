@@ -121,7 +121,7 @@ def rank_figure(results: Results) -> Figure:
 
 
 def training_figure(histories: list[History], *, synthetic: bool) -> Figure:
-    """Validation rsum and training loss per epoch, per ablation; the legend says where each curve was read."""
+    """Validation rsum and training loss per epoch, per ablation (the train stages' history CSVs)."""
     with sns.axes_style("whitegrid"):
         fig, (rsum_ax, loss_ax) = plt.subplots(1, 2, figsize=(11, 3.8))
     for h, colour in zip(histories, _palette(len(histories)), strict=True):
@@ -133,8 +133,6 @@ def training_figure(histories: list[History], *, synthetic: bool) -> Figure:
     _title(fig, "Training curves", synthetic)
     fig.tight_layout()
     _legend_outside(fig, loss_ax)
-    sources = "\n".join(f"{h.ablation}: {h.source}" for h in histories)
-    fig.text(0.01, -0.02, f"Curves read from:\n{sources}", fontsize=7, va="top")
     return fig
 
 

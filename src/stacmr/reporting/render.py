@@ -26,7 +26,7 @@ class Table:
     def _repr_html_(self) -> str:
         """The reading layout as HTML: text columns left-aligned, number columns right-aligned."""
         right = [_numeric(self.wide[c]) for c in self.wide.columns]
-        align = ["right" if r else "left" for r in right]
+        align = ["right;white-space:nowrap" if r else "left" for r in right]  # a number and its interval: one line
         head = "".join(f'<th style="text-align:{a}">{html.escape(str(c))}</th>' for c, a in
                        zip(self.wide.columns, align, strict=True))  # fmt: skip
         body = "".join(

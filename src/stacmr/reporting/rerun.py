@@ -29,6 +29,9 @@ from stacmr.reporting.seeds import REPLICATES, replicate_name
 SAME = "same"
 WITHIN = "within seed variance"
 DIFFERS = "differs"
+NEW = "new"  # only in the workspace (a metric or file the reference has not)
+GONE = "gone"  # only in the reference
+IDENTITY_KEYS = frozenset({"seed"})  # numbers that name a run rather than measure it
 Z95 = 1.96
 
 
@@ -47,13 +50,13 @@ class Change:
 
 
 def numeric_leaves(data: Any, prefix: str = "") -> dict[str, float]:
-    """Dotted key → value of every number in a metrics JSON, `ci95` subtrees left out."""
+    """Dotted key → value of every number in a metrics JSON, `ci95` subtrees and the run's `seed` left out."""
     out: dict[str, float] = {}
     if isinstance(data, dict):
         for key, value in data.items():
             if key != "ci95":
                 out.update(numeric_leaves(value, f"{prefix}.{key}" if prefix else str(key)))
-    elif isinstance(data, int | float) and not isinstance(data, bool):
+    elif isinstance(data, int | float) and not isinstance(data, bool) and prefix not in IDENTITY_KEYS:
         out[prefix] = float(data)
     return out
 
@@ -100,7 +103,8 @@ def revision_metrics(repo: Path, rev: str, metrics_dir: Path) -> dict[str, dict[
 
 def seed_sd(params: Params, metrics: dict[str, dict[str, float]]) -> dict[tuple[str, str], float]:
     """(file kind, key) → the pooled sd over training seeds of the replicated ablations, from `metrics` (the
-    workspace's). Kinds without replicates are absent."""
+    reference's: a rerun's own changes must not widen the band they are judged by). Kinds without replicates are
+    absent."""
     variances: dict[tuple[str, str], list[float]] = defaultdict(list)
     kinds = [*params.evaluate.splits, "train"]
     for ablation in params.replicates.ablations:
@@ -128,9 +132,11 @@ def compare(
             a, b = old.get(key), new.get(key)
             spread = sd.get((_kind(file), key))
             band = None if spread is None else Z95 * math.sqrt(2) * spread
-            if a is not None and b is not None and a == b:
+            if a is None or b is None:
+                verdict = NEW if a is None else GONE
+            elif a == b:
                 verdict = SAME
-            elif a is not None and b is not None and band is not None and abs(b - a) <= band:
+            elif band is not None and abs(b - a) <= band:
                 verdict = WITHIN
             else:
                 verdict = DIFFERS
@@ -140,9 +146,12 @@ def compare(
 
 def summary(changes: list[Change], rev: str) -> str:
     files = len({c.file for c in changes})
-    counts = {v: sum(c.verdict == v for c in changes) for v in (SAME, WITHIN, DIFFERS)}
-    return (f"{len(changes)} metrics in {files} files compared with {rev}: {counts[SAME]} same, "
-            f"{counts[WITHIN]} within seed variance, {counts[DIFFERS]} differ.")  # fmt: skip
+    counts = {v: sum(c.verdict == v for c in changes) for v in (SAME, WITHIN, DIFFERS, NEW, GONE)}
+    line = (f"{len(changes)} metrics in {files} files compared with {rev}: {counts[SAME]} same, "
+            f"{counts[WITHIN]} within seed variance, {counts[DIFFERS]} differ")  # fmt: skip
+    if counts[NEW] or counts[GONE]:
+        line += f" ({counts[NEW]} new and {counts[GONE]} gone: metrics only one side has)"
+    return line + "."
 
 
 def _num(value: float | None) -> str:
@@ -150,9 +159,10 @@ def _num(value: float | None) -> str:
 
 
 def render(changes: list[Change], rev: str, show_all: bool, width: int = 120) -> str:
-    """The summary line, then one line per metric that differs (and with `show_all`, per changed metric)."""
+    """The summary line, then one line per metric that differs (and with `show_all`, per changed, new or gone
+    metric)."""
     lines = [summary(changes, rev)]
-    shown = [c for c in changes if c.verdict == DIFFERS or (show_all and c.verdict == WITHIN)]
+    shown = [c for c in changes if c.verdict == DIFFERS or (show_all and c.verdict != SAME)]
     if shown:
         lines += ["", f"{'verdict':<21} {'before':>9} {'after':>9} {'Δ':>9} {'±band':>8}  metric"]
         for c in sorted(shown, key=lambda c: (c.verdict != DIFFERS, c.file, c.key)):
@@ -160,6 +170,6 @@ def render(changes: list[Change], rev: str, show_all: bool, width: int = 120) ->
             band = "none" if c.band is None else f"{c.band:.3g}"
             line = f"{c.verdict:<21} {_num(c.before):>9} {_num(c.after):>9} {delta:>9} {band:>8}  {c.file}:{c.key}"
             lines.append(line if len(line) <= width else line[: width - 1] + "…")
-    if not show_all and any(c.verdict == WITHIN for c in changes):
-        lines += ["", "(`--all` lists the changes within seed variance too)"]
+    if not show_all and any(c.verdict in (WITHIN, NEW, GONE) for c in changes):
+        lines += ["", "(`--all` also lists the changes within seed variance and the new and gone metrics)"]
     return "\n".join(lines) + "\n"

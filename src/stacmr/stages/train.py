@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from stacmr.atomic import write_text
-from stacmr.checksum import sha256_file
+from stacmr.checksum import package_source_sha256, sha256_file
 from stacmr.errors import StacmrError
 from stacmr.features.neighbours import load_neighbours, neighbours_file
 from stacmr.features.ocr_embedding import fasttext_model_path
@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> None:
             fasttext_path = fasttext_model_path(args.features, params.features.fasttext)
             vectors, word_init = ocr_fasttext_word_vectors(vocab, fasttext_path, config.word_dim)
             initialise_word_vectors(model, vectors)
-        spec = RunSpec(ablation.family, asdict(config), dims, params_dict(train_params), data, word_init)
+        code = package_source_sha256()
+        spec = RunSpec(ablation.family, asdict(config), dims, params_dict(train_params), data, word_init, code)
         args.out.mkdir(parents=True, exist_ok=True)
         with Tracker(EXPERIMENT, f"{args.ablation} s{train_params.seed}") as tracker:
             tracker.log_params(
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
                 "device": str(device),
                 "seed": str(train_params.seed),
                 "platform": platform.platform(),
+                "sha256.code": code,
             }
             tracker.set_tags({**provenance_tags(), **tags, **{f"sha256.{k}": v for k, v in data.items()}})
             tracker.set_tags(extraction_tags({**train_store.extraction, **val_store.extraction}))

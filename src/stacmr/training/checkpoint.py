@@ -1,7 +1,7 @@
 """Self-describing checkpoints: model and optimiser state, RNG state, progress, history and the config as plain data.
 
-Written atomically (a kill never leaves a half checkpoint) and read back with `weights_only=True` (DESIGN.md,
-reliability rules), so everything in one is a tensor or plain Python data. The same state gives the same bytes.
+Written atomically (a kill never leaves a half checkpoint) and read back with `weights_only=True`, so everything
+in one is a tensor or plain Python data. The same state gives the same bytes.
 """
 
 from __future__ import annotations

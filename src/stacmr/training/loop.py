@@ -72,6 +72,7 @@ class RunSpec:
     train: dict[str, Any]  # the ablation's `train` params (its overrides applied)
     data: dict[str, str]  # store name → sha256 of the training and validation stores (and the neighbour clusters)
     word_init: dict[str, Any]  # how the caption word vectors started (`stacmr.training.word_init`: the fitted map)
+    code: str  # sha256 of the package source (`checksum.package_source_sha256`): other code never resumes this run
 
 
 def _history_csv(history: list[dict[str, float]]) -> str:

@@ -1,6 +1,6 @@
 """The synthetic CTC world: a deterministic (seeded) generator of the release format for every source.
 
-Sources and splits (DESIGN.md, data contracts):
+Sources and splits:
   ctc       train, val, test (CTC-5K-like) and dev (CTC-1K-like): every image carries scene text
   f30k      train: everyday scenes, no scene text (Flickr30K-like)
   textcaps  train: every image carries text and most captions read it (TextCaps-like)
