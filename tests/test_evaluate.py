@@ -185,6 +185,15 @@ def _headroom_in(one_epoch, features: Path, out: Path) -> int:
     ])  # fmt: skip
 
 
+def _train_in(one_epoch, features: Path, out: Path, monkeypatch) -> int:
+    """`train` of vsrn_all into `out` with the stores of `features` (e.g. a damaged validation store)."""
+    root, _, params = one_epoch
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{out}/mlflow.db")
+    argv = _argv(root, out, "vsrn_all", params)
+    argv[argv.index("--features") + 1] = str(features)
+    return main(argv)
+
+
 @pytest.mark.parametrize("ablation", FAMILIES)
 def test_nan_in_a_store_stops_evaluate(one_epoch, tmp_path, capsys, ablation):
     features, store = _features_with(one_epoch[0], tmp_path, "ctc/dev", _nan)
@@ -217,12 +226,8 @@ def test_nan_in_a_store_stops_headroom(one_epoch, tmp_path, capsys):
 
 
 def test_nan_in_the_validation_store_stops_training(one_epoch, tmp_path, capsys, monkeypatch):
-    root, _, params = one_epoch
-    features, store = _features_with(root, tmp_path, "ctc/val", _nan)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-    argv = _argv(root, tmp_path, "vsrn_all", params)
-    argv[argv.index("--features") + 1] = str(features)
-    assert main(argv) == 2
+    features, store = _features_with(one_epoch[0], tmp_path, "ctc/val", _nan)
+    assert _train_in(one_epoch, features, tmp_path, monkeypatch) == 2
     assert f"{store}: field 'regions': NaN or infinite value at image 3" in _error(capsys)
     assert not list((tmp_path / "models" / "vsrn_all").glob("*.pt"))
 
@@ -249,12 +254,9 @@ def test_a_store_of_another_region_size_than_the_checkpoint_stops_headroom(pipel
 
 
 def test_a_validation_store_of_another_region_size_stops_training(pipeline, one_epoch, tmp_path, capsys, monkeypatch):
-    root, _, params = one_epoch
+    root = one_epoch[0]
     features, store = _features_with(root, tmp_path, "ctc/val", _wider)
     dim = pipeline[1].synthetic.region_dim
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
-    argv = _argv(root, tmp_path, "vsrn_all", params)
-    argv[argv.index("--features") + 1] = str(features)
-    assert main(argv) == 2
+    assert _train_in(one_epoch, features, tmp_path, monkeypatch) == 2
     assert f"{store}: region size {dim + 4}, but the training store {root / 'trainset.h5'} has {dim}" in _error(capsys)
     assert not list((tmp_path / "models" / "vsrn_all").glob("*.pt"))
