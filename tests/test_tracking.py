@@ -34,9 +34,9 @@ from stacmr.tracking import (
     checkpoint_run,
     flatten,
     provenance_tags,
-    repo_root,
     tracking_uri,
 )
+from stacmr.workspace import repo_root
 
 
 @pytest.fixture(autouse=True)

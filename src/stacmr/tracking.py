@@ -21,7 +21,6 @@ import logging
 import os
 import platform
 import re
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +32,8 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_TAG_VAL_LENGTH
 
+from stacmr.workspace import GitError, git, repo_root
+
 log = logging.getLogger("stacmr")
 
 EXPERIMENT = "stacmr"  # one MLflow experiment for the project
@@ -41,18 +42,6 @@ EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 CHECKPOINT_TAG = "checkpoint_sha256"  # a training run's tag: sha256 of its best.pt, by which later stages find it
 # what the pipeline itself rewrites in a checkout (git pathspecs): not uncommitted work, so not in `git_dirty`
 PIPELINE_WRITES = ("dvc.lock", "reports", "artifacts", "dvc_plots", "mlruns", "mlflow.db*")
-
-
-def repo_root() -> Path:
-    """The project root: `$DVC_ROOT` (set by DVC in every stage), else the nearest parent of the cwd holding
-    `dvc.yaml` or `.git`, else the cwd."""
-    if root := os.environ.get("DVC_ROOT"):
-        return Path(root).resolve()
-    cwd = Path.cwd().resolve()
-    for folder in (cwd, *cwd.parents):
-        if (folder / "dvc.yaml").exists() or (folder / ".git").exists():
-            return folder
-    return cwd
 
 
 def tracking_uri() -> str:
@@ -242,10 +231,9 @@ def checkpoint_run(checkpoint_sha256: str, uri: str | None = None) -> str | None
 def _git(root: Path, *args: str) -> str | None:
     """The stdout of a git command in `root`, or None when git is missing or `root` is not a work tree."""
     try:
-        done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
+        return git(root, *args)
+    except GitError:
         return None
-    return done.stdout
 
 
 def _dirty_paths(root: Path) -> list[str] | None:

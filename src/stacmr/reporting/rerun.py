@@ -8,14 +8,13 @@ difference of two runs). A file kind is its split (`dev`, `test`) for evaluation
 validation metrics; keys are the metrics JSON's numeric leaves, dotted (`explicit.rsum`, `reading.visual.…`), the
 bootstrap intervals (`ci95`) left out: they move with their metric.
 
-Reads `<metrics>/**/*.json` in the workspace and `git show <rev>:<path>` of the same files.
+Reads `<metrics>/**/*.json` in the workspace and the same files at `<rev>` from git.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import subprocess
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from stacmr.errors import StacmrError
 from stacmr.jsonfile import read_json
 from stacmr.params import Params
 from stacmr.reporting.seeds import REPLICATES, replicate_name
+from stacmr.workspace import GitError, git
 
 SAME = "same"
 WITHIN = "within seed variance"
@@ -76,29 +76,36 @@ def workspace_metrics(metrics_dir: Path) -> dict[str, dict[str, float]]:
     }
 
 
-def _git(repo: Path, *args: str) -> str:
-    try:
-        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True)
-    except FileNotFoundError:
-        raise StacmrError("git is not installed: `stacmr compare` reads the committed metrics with git") from None
-    except subprocess.CalledProcessError as exc:
-        raise StacmrError(f"git {' '.join(args)}: {exc.stderr.strip() or exc}") from None
-    return done.stdout
-
-
 def revision_metrics(repo: Path, rev: str, metrics_dir: Path) -> dict[str, dict[str, float]]:
-    """Relative path → numeric leaves of every metrics JSON under `metrics_dir` at git revision `rev`."""
+    """Relative path → numeric leaves of every metrics JSON under `metrics_dir` at git revision `rev` (two git
+    commands whatever the number of files: the listing, then every file's content through one `cat-file`)."""
     folder = metrics_dir.resolve().relative_to(repo.resolve()).as_posix()
-    names = _git(repo, "ls-tree", "-r", "--name-only", rev, "--", folder).splitlines()
+    try:
+        listing = git(repo, "ls-tree", "-r", "-z", "--name-only", rev, "--", folder)
+        names = [name for name in listing.split("\0") if name.endswith(".json")]
+        contents = _blobs(git(repo, "cat-file", "--batch", stdin="".join(f"{rev}:{n}\n" for n in names)), len(names))
+    except GitError as exc:
+        raise StacmrError(f"stacmr compare reads the committed metrics with git: {exc}") from None
     out = {}
-    for name in names:
-        if name.endswith(".json"):
-            try:
-                data = json.loads(_git(repo, "show", f"{rev}:{name}"))
-            except json.JSONDecodeError as exc:
-                raise StacmrError(f"{rev}:{name}: not valid JSON ({exc})") from None
-            out[Path(name).relative_to(folder).as_posix()] = numeric_leaves(data)
+    for name, content in zip(names, contents, strict=True):
+        try:
+            data = json.loads(content)
+        except json.JSONDecodeError as exc:
+            raise StacmrError(f"{rev}:{name}: not valid JSON ({exc})") from None
+        out[Path(name).relative_to(folder).as_posix()] = numeric_leaves(data)
     return out
+
+
+def _blobs(batch: str, count: int) -> list[str]:
+    """The `count` contents of a `git cat-file --batch` answer: per object a "<sha> blob <bytes>" line, the
+    content, a newline. Sizes count bytes, so the answer is walked as its UTF-8 bytes."""
+    data, contents, at = batch.encode(), [], 0
+    for _ in range(count):
+        header_end = data.index(b"\n", at)
+        size = int(data[at:header_end].split()[2])
+        contents.append(data[header_end + 1 : header_end + 1 + size].decode())
+        at = header_end + 2 + size
+    return contents
 
 
 def seed_sd(params: Params, metrics: dict[str, dict[str, float]]) -> dict[tuple[str, str], float]:

@@ -9,7 +9,7 @@ from pathlib import Path
 from stacmr.errors import StacmrError
 from stacmr.reporting.rerun import DIFFERS, GONE, compare, render, revision_metrics, seed_sd, workspace_metrics
 from stacmr.stages.common import parser, start
-from stacmr.tracking import repo_root
+from stacmr.workspace import repo_root
 
 
 def main(argv: list[str] | None = None) -> None:
