@@ -186,16 +186,18 @@ def _ocr_swap(
 
 
 @torch.no_grad()
-def _diagnose(
+def reading_diagnostics(
     model: RetrievalModel,
     store: FeatureStore,
     vocab: Vocabulary,
     max_words: int,
     device: torch.device,
     groups: np.ndarray,
-    batch_size: int,
-    probes: tuple[str, ...],
+    batch_size: int = 256,
+    probes: tuple[str, ...] = ("within_group", "ocr_swap"),
 ) -> dict[str, float | int | None]:
+    """The keys of each of `probes` ("within_group": {"within_group", "within_group_chance",
+    "within_group_queries"}; "ocr_swap": the same with "ocr_swap"), from one encoding of the store."""
     members = _group_members(groups, len(store))
     ocr_tokens, captions = store_text(store)
     naming = naming_captions(ocr_tokens, captions, store.sizes["C"])
@@ -211,18 +213,3 @@ def _diagnose(
         return out
     finally:
         model.train(was_training)
-
-
-def reading_diagnostics(
-    model: RetrievalModel,
-    store: FeatureStore,
-    vocab: Vocabulary,
-    max_words: int,
-    device: torch.device,
-    groups: np.ndarray,
-    batch_size: int = 256,
-    probes: tuple[str, ...] = ("within_group", "ocr_swap"),
-) -> dict[str, float | int | None]:
-    """The keys of each of `probes` ("within_group": {"within_group", "within_group_chance",
-    "within_group_queries"}; "ocr_swap": the same with "ocr_swap"), from one encoding of the store."""
-    return _diagnose(model, store, vocab, max_words, device, groups, batch_size, probes)
