@@ -25,18 +25,19 @@ def train_some(store_path: str, family: str, batches: int) -> None:
     from stacmr.features.store import FeatureStore
     from stacmr.features.vocab import Vocabulary
     from stacmr.losses import hinge_triplet
-    from stacmr.models import build_model
-    from stacmr.params import load_params
+    from stacmr.models import DataDims, build_model
+    from stacmr.stages.common import load_checked_params
     from stacmr.training.batches import epoch_order, training_batches
 
-    params = load_params("params.yaml")
+    params = load_checked_params("params.yaml")
     vocab = Vocabulary.load("artifacts/vocab.json")
     t = params.train
     criterion = functools.partial(hinge_triplet, margin=t.margin, max_violation=t.max_violation)
     with FeatureStore(store_path) as store:
         torch.manual_seed(0)
         s = store.sizes
-        model = build_model(family, params.models[family], len(vocab), s["D"], s["E"], s["T"])
+        dims = DataDims(region_dim=s["D"], ocr_dim=s["E"], ocr_slots=s["T"], vocab_size=len(vocab))
+        model = build_model(family, params.models[family], dims)
         optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
         for i, (images, captions) in enumerate(
             training_batches(
@@ -68,8 +69,8 @@ def main() -> None:
         train_some(args.child[0], args.child[1], args.batches)
         return
 
-    from stacmr.data.trainset import build_trainset
     from stacmr.features.store import FeatureStore
+    from stacmr.features.trainset import build_trainset
 
     with tempfile.TemporaryDirectory(prefix="stacmr-bench-") as tmp:
         large = Path(tmp) / "large.h5"

@@ -19,8 +19,8 @@ import torch
 from stacmr.features.store import FeatureStore
 from stacmr.features.vocab import Vocabulary
 from stacmr.losses import hinge_triplet
-from stacmr.models import build_model
-from stacmr.params import load_params
+from stacmr.models import DataDims, build_model
+from stacmr.stages.common import load_checked_params
 from stacmr.training.batches import epoch_order, training_batches
 
 
@@ -38,16 +38,18 @@ def main() -> None:
     p.add_argument("--vocab", default="artifacts/vocab.json", type=Path)
     p.add_argument("--batches", type=int, default=30, help="timed batches per measurement (after 3 warm-up ones)")
     args = p.parse_args()
-    params = load_params(args.params)
+    params = load_checked_params(args.params)
     vocab = Vocabulary.load(args.vocab)
     t = params.train
     criterion = functools.partial(hinge_triplet, margin=t.margin, max_violation=t.max_violation)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {t.batch_size}")
     print(f"{'family':10s} {'streamed cap/s':>15s} {'in-memory cap/s':>16s} {'ratio':>7s}")
     with FeatureStore(args.trainset) as store:
+        s = store.sizes
+        dims = DataDims(region_dim=s["D"], ocr_dim=s["E"], ocr_slots=s["T"], vocab_size=len(vocab))
         for family, config in params.models.items():
             torch.manual_seed(0)
-            model = build_model(family, config, len(vocab), store.sizes["D"], store.sizes["E"], store.sizes["T"])
+            model = build_model(family, config, dims)
             optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
             batches = training_batches(
                 store,

@@ -1,14 +1,24 @@
-"""Shared fixtures: the repo's own params.yaml, shrunk to a tiny synthetic world (lightning-hydra style)."""
+"""Shared fixtures: the repo's own params.yaml, shrunk to a tiny synthetic world (`tests.helpers.params.shrink`).
+
+A test that asks for `pipeline` is marked `slow`: the fixture trains fastText (the `features` stage), and the tests
+that use it train models on its output."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+from tests.helpers import REPO
+from tests.helpers.params import shrink
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "pipeline" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -16,31 +26,11 @@ def repo_params() -> dict:
     return yaml.safe_load((REPO / "params.yaml").read_text())
 
 
-def shrink(raw: dict) -> dict:
-    """The repo's params with sizes small enough for a unit test (a second or two per stage)."""
-    tiny = copy.deepcopy(raw)
-    tiny["synthetic"].update(
-        ctc_images={"train": 60, "val": 15, "test": 45, "dev": 12},
-        f30k_images=40,
-        textcaps_images=30,
-        regions=6,
-        region_dim=16,
-    )
-    tiny["features"]["fasttext"].update(dim=32, epoch=2, lr=0.005, ws=2, bucket=20000)
-    tiny["trainset"]["chunk_images"] = 7
-    tiny["train"].update(epochs=2, batch_size=16, lr_decay_every=1)
-    small = {"embed_dim": 16, "word_dim": 8, "gcn_layers": 1, "caption_hidden": 16, "caption_word_dim": 8}
-    for config in tiny["models"].values():
-        config.update({key: value for key, value in small.items() if key in config})
-        config.update({key: 1 for key in ("text_gcn_layers", "weldon_k") if key in config})
-    return tiny
-
-
 @pytest.fixture(scope="session")
 def pipeline(tmp_path_factory, repo_params):
     """fetch → features → trainset → neighbours run once on the tiny config: (root directory, its Params)."""
     from stacmr.cli import main
-    from stacmr.params import load_params
+    from stacmr.stages.common import load_checked_params
 
     root = tmp_path_factory.mktemp("pipeline")
     params = root / "params.yaml"
@@ -52,7 +42,7 @@ def pipeline(tmp_path_factory, repo_params):
     neighbours = ["neighbours", "--params", str(params), "--features", str(root / "features")]
     assert main([*neighbours, "--trainset", str(root / "trainset.h5"), "--raw", str(root / "raw"),
                  "--out", str(root / "neighbours")]) == 0  # fmt: skip
-    return root, load_params(params)
+    return root, load_checked_params(params)
 
 
 @pytest.fixture

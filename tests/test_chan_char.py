@@ -12,15 +12,15 @@ import torch
 
 from stacmr.errors import StacmrError
 from stacmr.evaluation.encode import encode_store
+from stacmr.features.reader import read_captions, read_images
 from stacmr.features.store import FeatureStore, create_store
 from stacmr.features.vocab import UNK, Vocabulary
 from stacmr.models import FAMILIES, CaptionBatch, ImageBatch, VectorSets, build_model, config_class
 from stacmr.models.char_encoder import IGNORE, CharEncoder, mask_one_character
 from stacmr.models.characters import ALPHABET, CHAR_VOCAB, EOS, FIRST_CHAR, MASK, MAX_CHARS, PAD, encode_strings
 from stacmr.models.characters import UNK as CHAR_UNK
-from stacmr.training.batches import read_captions, read_images, training_batches
-from tests.test_chan_dsve import CHAN
-from tests.test_models import HINGE, OCR_DIM, REGION_DIM, SLOTS, VOCAB, finite_grads, make_captions, make_images
+from stacmr.training.batches import training_batches
+from tests.helpers.models import CHAN, DIMS, HINGE, OCR_DIM, REGION_DIM, SLOTS, finite_grads, make_captions, make_images
 
 # Spellings of the test vocabulary's ids 4..19 (make_captions draws ids from 4 to VOCAB - 1).
 WORDS = ["bus", "stop", "cafe", "open", "main", "street", "sale", "hotel"]
@@ -33,7 +33,7 @@ def make(family: str, seed: int = 0, **overrides):
     config_cls = config_class(family)
     names = {f.name for f in dataclasses.fields(config_cls)}
     config = config_cls(**{k: v for k, v in {**CHAN_CHAR, **overrides}.items() if k in names})
-    return build_model(family, config, VOCAB, REGION_DIM, OCR_DIM, SLOTS).eval()
+    return build_model(family, config, DIMS).eval()
 
 
 def spelt_captions(b: int = 4, seed: int = 0) -> CaptionBatch:
@@ -226,6 +226,7 @@ def test_spelling_families_refuse_batches_without_characters():
 
 def test_families_are_registered_and_read_characters():
     assert {"chan_char", "chan_char_st"} <= set(FAMILIES)
+    assert FAMILIES["chan_char_st"].scene_text and not FAMILIES["chan_char"].scene_text
     assert make("chan_char").reads_characters and make("chan_char_st").reads_characters
     assert not make("chan").reads_characters  # the other families never pay for reading the strings
     with pytest.raises(StacmrError, match="multiple of char_heads"):

@@ -11,24 +11,10 @@ import pytest
 import torch
 
 from stacmr.cli import main
-from stacmr.models import FAMILIES, VectorSets, build_model, config_class
-from stacmr.reporting.labels import FAMILIES as LABELLED
-from stacmr.reporting.labels import family
-from tests.test_models import HINGE, OCR_DIM, REGION_DIM, SLOTS, VOCAB, garble_padding, make_captions, make_images
-from tests.test_training import _argv
+from stacmr.models import FAMILIES, VectorSets, build_model, config_class, family_class
+from tests.helpers.models import CHAN, DIMS, HINGE, SLOTS, garble_padding, make_captions, make_images
+from tests.helpers.stages import train_argv
 
-CHAN = {
-    "embed_dim": 16,
-    "word_dim": 8,
-    "self_attention": True,
-    "pooling": "lse",
-    "temperature": 0.1,
-    "margin": 0.05,
-    "max_violation": True,
-    "region_drop": 0.2,
-    "token_mask": 0.1,
-    "word_init": "random",
-}
 DSVE = {
     "embed_dim": 16,
     "activation_dim": 12,
@@ -46,14 +32,14 @@ SETTINGS = {"chan": CHAN, "chan_st": CHAN, "dsve": DSVE}
 def make(family: str, seed: int = 0, **overrides):
     torch.manual_seed(seed)
     config = config_class(family)(**{**SETTINGS[family], **overrides})
-    return build_model(family, config, VOCAB, REGION_DIM, OCR_DIM, SLOTS).eval()
+    return build_model(family, config, DIMS).eval()
 
 
 def test_families_are_registered_and_labelled_for_the_report():
     assert {"chan", "chan_st", "dsve"} <= set(FAMILIES)
-    assert set(FAMILIES) <= set(LABELLED)
-    assert family("dsve").label == "DSVE-style (region features)"
-    assert "new" in family("chan_st").label and family("chan_st").scene_text and not family("chan").scene_text
+    assert family_class("dsve").label == "DSVE-style (region features)"
+    chan, chan_st = family_class("chan"), family_class("chan_st")
+    assert "new" in chan_st.label and chan_st.scene_text and not chan.scene_text
 
 
 @pytest.mark.parametrize("family", ["chan", "chan_st"])
@@ -176,7 +162,7 @@ def test_one_epoch_smoke_run_trains_and_evaluates(pipeline, tmp_path, monkeypatc
     tiny_raw["train"]["epochs"] = 1
     tiny_raw["evaluate"]["finegrained_tile_mb"] = 1
     params = write_params(tiny_raw)
-    assert main(_argv(root, tmp_path, ablation, params)) == 0
+    assert main(train_argv(root, tmp_path, ablation, params)) == 0
     out = tmp_path / "eval.json"
     argv = [
         "evaluate", "--params", str(params), "--ablation", ablation, "--split", "dev",

@@ -4,14 +4,15 @@ import yaml
 
 from stacmr.cli import main
 from stacmr.params import load_params
-from tests.conftest import REPO
+from stacmr.stages.common import load_checked_params
+from tests.helpers import REPO
 
 
 def test_release_overlay_is_one_command_away(tmp_path):
     params = tmp_path / "params.yaml"
     shutil.copy(REPO / "params.yaml", params)
     assert main(["configure", "--params", str(params), str(REPO / "configs" / "release.yaml")]) == 0
-    merged = load_params(params)
+    merged = load_checked_params(params)
     assert merged.data.source == "release" and merged.train.epochs == 30
     assert merged.models["starnet"].embed_dim == 2048 and merged.models["starnet"].retrieval_weight == 2.0
     assert merged.models["vsrn"].retrieval_weight == 1.0

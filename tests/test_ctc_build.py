@@ -1,5 +1,6 @@
-"""CTC from its sources: COCO-Text v2 + COCO captions → the CTC image list. Uses the real samples in
-../shared/data (see its SOURCES.md) when present and skips when absent; small layout fixtures live in tmp_path."""
+"""CTC from its sources: COCO-Text v2 + COCO captions → the CTC image list. Uses real samples of both when a folder
+`shared/data` beside the checkout holds them, and skips those tests when absent; small layout fixtures live in
+tmp_path."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Every DVC stage declares the package code it runs (issue #14): a stage whose module imports a file that its
 `deps` miss stays "up to date" after that file changes, with stale numbers.
 
-A stage's code is the import closure, within `stacmr`, of the console entry (`stacmr.cli`), the stage's module
+A stage's code is the import closure (`stacmr.checksum.import_closure`, which the code fingerprint of a
+training run reads too), within `stacmr`, of the console entry (`stacmr.cli`), the stage's module
 (`stacmr <stage>` → `stacmr.cli.STAGES`) and the notebooks it executes (code cells of `.ipynb` files among its
 deps). Imports are read with `ast`, those inside functions included; importing `stacmr.a.b` runs the `__init__.py`
 of `stacmr` and `stacmr.a` too. A dep covers a file when it names it or a directory above it.
@@ -19,71 +20,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stacmr.checksum import import_closure, imported
 from stacmr.cli import STAGES
+from tests.helpers import REPO
 
-REPO = Path(__file__).resolve().parent.parent
-SRC = REPO / "src"
 DVC_FILES = [p for p in (REPO / "dvc.yaml", REPO / "pipelines" / "extract" / "dvc.yaml") if p.exists()]
 
 
-def _module_file(name: str) -> Path | None:
-    """The file that module or package `name` ("stacmr.x.y") runs, if it is part of the package."""
-    base = SRC.joinpath(*name.split("."))
-    for path in (base / "__init__.py", base.with_suffix(".py")):
-        if path.is_file():
-            return path
-    return None
-
-
-def _module_name(path: Path) -> str:
-    parts = path.relative_to(SRC).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def _imported(tree: ast.AST, package: str) -> set[str]:
-    """Names of the stacmr modules `tree` imports anywhere (`package`: the importing module's package, for relative
-    imports); `from a import b` counts `a.b` when b is a module."""
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                module = ".".join([*base, *([node.module] if node.module else [])])
-            else:
-                module = node.module or ""
-            names.add(module)
-            names.update(f"{module}.{alias.name}" for alias in node.names)
-    return {n for n in names if n == "stacmr" or n.startswith("stacmr.")}
-
-
-# Imports that run code no stage output depends on: `params` imports the model registry only to validate the
-# `models` settings (a typo stops every stage), so a data stage (fetch, features, ...) is not rerun for a model change.
-# The params check is that validation: its closure keeps them.
-VALIDATION_ONLY = {"stacmr.params": "stacmr.models"}
+# Imports that run code no stage output depends on: the stages' common start imports the model registry only to
+# validate the `models` settings (a typo stops every stage), so a data stage (fetch, features, ...) is not rerun for a
+# model change. The params check is that validation: its closure keeps them.
+VALIDATION_ONLY = {"stacmr.stages.common": "stacmr.models"}
 CHECK, CHECK_OUT = "check-params", "artifacts/params.ok"
-
-
-def _closure(roots: set[str], validation_only: dict[str, str] = VALIDATION_ONLY) -> set[Path]:
-    """Files run by importing the modules `roots`: their imports, recursively (but `validation_only`), and their
-    parent packages."""
-    seen: set[Path] = set()
-    todo = list(roots)
-    while todo:
-        name = todo.pop()
-        parts = name.split(".")
-        for depth in range(1, len(parts) + 1):  # stacmr, stacmr.a, stacmr.a.b: each runs on import
-            path = _module_file(".".join(parts[:depth]))
-            if path is None or path in seen:
-                continue
-            seen.add(path)
-            module = _module_name(path)
-            package = module if path.name == "__init__.py" else module.rpartition(".")[0]
-            imported = _imported(ast.parse(path.read_text(), str(path)), package)
-            skipped = validation_only.get(module)
-            todo.extend(n for n in imported if not skipped or not (n == skipped or n.startswith(skipped + ".")))
-    return seen
 
 
 def _notebook_imports(notebook: Path) -> set[str]:
@@ -93,7 +41,7 @@ def _notebook_imports(notebook: Path) -> set[str]:
         if cell["cell_type"] == "code":
             source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
             lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
-            names |= _imported(ast.parse("\n".join(lines), str(notebook)), "")
+            names |= imported(ast.parse("\n".join(lines), str(notebook)), "")
     return names
 
 
@@ -123,7 +71,7 @@ def test_stage_deps_cover_the_code_it_imports(dvc_file, name, stage):
     for dep in deps:
         for notebook in [dep] if dep.suffix == ".ipynb" else sorted(dep.rglob("*.ipynb")) if dep.is_dir() else []:
             roots |= _notebook_imports(notebook)
-    closure = _closure(roots, {} if CHECK in entries else VALIDATION_ONLY)
+    closure = import_closure(roots, {} if CHECK in entries else VALIDATION_ONLY)
     missed = sorted(str(path.relative_to(REPO)) for path in closure if not any(path.is_relative_to(d) for d in deps))
     assert not missed, f"{dvc_file.relative_to(REPO)}: stage {name!r} runs code its deps miss: {missed}"
 

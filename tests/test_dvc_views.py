@@ -16,7 +16,7 @@ import pytest
 import yaml
 from dvc_render import VegaRenderer, render_html
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 DVC_FILES = (REPO / "dvc.yaml", REPO / "pipelines" / "extract" / "dvc.yaml")
 PLOTS = REPO / ".dvc" / "plots"

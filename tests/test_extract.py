@@ -14,7 +14,8 @@ from PIL import Image
 from stacmr.cli import main
 from stacmr.extract.driver import SplitJob, extract_split
 from stacmr.extract.images import list_images
-from stacmr.extract.ocr import OcrWord, clean_token
+from stacmr.extract.ocr import clean_token
+from stacmr.extract.ocr_engine import OcrWord
 from stacmr.extract.ocr_quality import matched
 from stacmr.extract.rapidocr_engine import line_words
 from stacmr.extract.rendered import WORDS, render_set
@@ -254,16 +255,16 @@ def test_rendered_images_end_to_end_into_the_store(tmp_path, tiny_raw, write_par
 
 
 def test_trainset_keeps_the_extraction_of_its_sources(tmp_path):
-    from stacmr.data.trainset import build_trainset
     from stacmr.features.store import FeatureStore, create_store
-    from tests.test_store import SIZES, _block
+    from stacmr.features.trainset import build_trainset
+    from tests.helpers.store import SIZES, store_block
 
     made = {"ocr_engine": {"name": "e", "version": "1"}, "backbone": {"name": "b", "version": "2"}}
     paths = []
     for name, extraction in (("ctc/train", {"ctc/train": made}), ("f30k/train", None)):
         path = tmp_path / f"{name.replace('/', '_')}.h5"
         with create_store(path, name, SIZES, {}, {}, extraction) as out:
-            out.write(0, **_block(0, SIZES["N"]))
+            out.write(0, **store_block(0, SIZES["N"]))
         paths.append(path)
     build_trainset(paths, tmp_path / "trainset.h5", 2, {})
     with FeatureStore(tmp_path / "trainset.h5") as store, FeatureStore(paths[1]) as plain:

@@ -14,7 +14,8 @@ from stacmr.evaluation.finegrained import ranking_scores, sharded_similarity, ti
 from stacmr.evaluation.metrics import ranks
 from stacmr.models import VectorSets
 from stacmr.models.alignment import hard_assignment_similarity
-from stacmr.models.layers import l2norm, weldon_pool
+from stacmr.models.dsve import weldon_pool
+from stacmr.models.layers import l2norm
 
 
 def random_sets(n: int, slots: int, dim: int, seed: int, min_real: int = 1) -> VectorSets:

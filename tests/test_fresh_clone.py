@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from stacmr.data.sources import store_names
 from stacmr.features.store import FeatureStore, store_file
-from stacmr.params import SOURCE_SPLITS, load_params
-from tests.conftest import REPO
+from stacmr.params import load_params
+from tests.helpers import REPO
 
 
 @pytest.mark.slow
@@ -37,10 +38,9 @@ def test_fresh_clone_runs_the_pipeline(tmp_path):
 
     params = load_params(clone / "params.yaml")
     features = clone / "artifacts" / "features"
-    for source, splits in SOURCE_SPLITS.items():
-        for split in splits:
-            with FeatureStore(store_file(features, f"{source}/{split}")) as store:
-                assert store["regions"].shape[1:] == (params.synthetic.regions, params.synthetic.region_dim)
+    for name in store_names():
+        with FeatureStore(store_file(features, name)) as store:
+            assert store["regions"].shape[1:] == (params.synthetic.regions, params.synthetic.region_dim)
     with FeatureStore(clone / "artifacts" / "trainset.h5") as train:
         syn = params.synthetic
         assert len(train) == syn.f30k_images + syn.textcaps_images + syn.ctc_images.train

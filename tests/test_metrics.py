@@ -8,7 +8,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from stacmr.evaluation.metrics import ranks, summarize
+from stacmr.evaluation.metrics import (
+    CI_KEYS,
+    METRICS,
+    RSUM,
+    RSUM_TERMS,
+    SELECTION,
+    Metric,
+    ranks,
+    selection_score,
+    summarize,
+)
 from stacmr.evaluation.ranking import dense_similarity
 from stacmr.evaluation.statistics import bootstrap_ci
 
@@ -84,6 +94,24 @@ def test_hand_made_recalls():
     assert m["t2i_r1"] == 0.0 and m["t2i_r5"] == 100.0
     assert m["i2t_medr"] == 2.0 and m["i2t_meanr"] == pytest.approx(1 + 5 / 3)
     assert m["rsum"] == pytest.approx(sum(m[k] for k in m if "_r" in k and k[-1].isdigit()))
+
+
+def test_the_metric_table_is_every_metric_its_rsum_intervals_and_selection():
+    """`METRICS` gives summarize its keys in the metrics files' order, rsum its terms, the CIs their keys and the
+    model selection its terms (the release's R@1 + R@5 both ways)."""
+    rng = np.random.default_rng(2)
+    caption_image = np.repeat(np.arange(30), 5)
+    i2t, t2i = rng.integers(0, 30, 30), rng.integers(0, 30, 150)
+    m = summarize(i2t, t2i)
+    assert list(m) == [metric.name for metric in METRICS] + [RSUM]
+    assert list(m) == ["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10",
+                       "i2t_medr", "i2t_meanr", "t2i_medr", "t2i_meanr", "rsum"]  # fmt: skip
+    assert tuple(list(m)[:6]) == RSUM_TERMS and m[RSUM] == sum(m[k] for k in RSUM_TERMS)
+    assert list(bootstrap_ci(i2t, t2i, caption_image, 20, 0)) == list(CI_KEYS) == [*RSUM_TERMS, RSUM]
+    assert set(SELECTION) <= set(RSUM_TERMS)
+    assert selection_score(m) == m["i2t_r1"] + m["i2t_r5"] + m["t2i_r1"] + m["t2i_r5"]
+    with pytest.raises(ValueError, match="an rsum term must be bootstrapped"):
+        Metric("i2t_medr", "i2t", "medr", lambda r: float(np.median(r)), in_rsum=True)
 
 
 def test_caption_without_an_image_is_refused():

@@ -4,18 +4,27 @@ a tiny batch that each family learns to match."""
 from __future__ import annotations
 
 import dataclasses
-from functools import partial
 
 import pytest
 import torch
 from torch import nn
 
-from stacmr.losses import hinge_triplet
-from stacmr.models import FAMILIES, CaptionBatch, ImageBatch, RetrievalModel, VectorSets, build_model, config_class
+from stacmr.models import (
+    FAMILIES,
+    CaptionBatch,
+    ImageBatch,
+    RetrievalModel,
+    VectorSets,
+    build_model,
+    config_class,
+    family_class,
+)
 from stacmr.models.characters import MAX_CHARS
-from stacmr.models.layers import GraphReasoning, MaskedBatchNorm1d, l2norm, teacher_forcing
+from stacmr.models.layers import GraphReasoning, MaskedBatchNorm1d, l2norm
+from stacmr.models.registry import register
+from stacmr.models.vsrn import teacher_forcing
+from tests.helpers.models import DIMS, HINGE, finite_grads, garble_padding, make_captions, make_images
 
-VOCAB, REGION_DIM, OCR_DIM, SLOTS = 20, 10, 6, 4
 TINY = {
     "embed_dim": 16,
     "word_dim": 8,
@@ -29,13 +38,12 @@ TINY = {
     "data_name": "f30k_precomp",
 }
 FAMILY_SETTINGS = {"vsrn": TINY, "starnet": {**TINY, "text_gcn_layers": 2, "fusion": "product_residual"}}
-HINGE = partial(hinge_triplet, margin=0.2, max_violation=True)
 
 
 def make_model(family: str, seed: int = 0, **overrides) -> RetrievalModel:
     torch.manual_seed(seed)
     config = config_class(family)(**{**FAMILY_SETTINGS[family], **overrides})
-    return build_model(family, config, VOCAB, REGION_DIM, OCR_DIM, SLOTS)
+    return build_model(family, config, DIMS)
 
 
 def wake(model: nn.Module, seed: int = 1) -> nn.Module:
@@ -48,50 +56,6 @@ def wake(model: nn.Module, seed: int = 1) -> nn.Module:
                 module.weight.copy_(torch.randn(module.weight.shape, generator=generator))
                 module.bias.copy_(torch.randn(module.bias.shape, generator=generator))
     return model
-
-
-def make_images(b: int = 4, seed: int = 0, ocr_counts: tuple[int, ...] | None = None) -> ImageBatch:
-    generator = torch.Generator().manual_seed(seed)
-    region_counts = torch.tensor([5, 3, 1, 4, 2, 5, 5, 3][:b])
-    ocr_counts = torch.tensor(ocr_counts if ocr_counts is not None else (2, 0, 4, 1, 3, 2, 1, 4)[:b])
-    region_mask = torch.arange(5)[None, :] < region_counts[:, None]
-    # OCR slots are masked out of order too: a real token may follow a padded slot.
-    ocr_mask = torch.stack([torch.randperm(SLOTS, generator=generator) < n for n in ocr_counts])
-    regions = torch.randn(b, 5, REGION_DIM, generator=generator)
-    ocr = torch.randn(b, SLOTS, OCR_DIM, generator=generator)
-    return ImageBatch(
-        regions=torch.where(region_mask[..., None], regions, 0),
-        region_mask=region_mask,
-        ocr=torch.where(ocr_mask[..., None], ocr, 0),
-        ocr_mask=ocr_mask,
-    )
-
-
-def make_captions(b: int = 4, seed: int = 0) -> CaptionBatch:
-    generator = torch.Generator().manual_seed(seed)
-    lengths = torch.tensor([6, 2, 4, 1, 5, 3, 6, 2][:b])
-    tokens = torch.randint(4, VOCAB, (b, 6), generator=generator)
-    return CaptionBatch(tokens=torch.where(torch.arange(6)[None, :] < lengths[:, None], tokens, 0), lengths=lengths)
-
-
-def garble_padding(images: ImageBatch, captions: CaptionBatch) -> tuple[ImageBatch, CaptionBatch]:
-    """The same batch with large random values in every padded region, OCR slot and caption position."""
-    generator = torch.Generator().manual_seed(99)
-    regions = torch.where(images.region_mask[..., None], images.regions, 50 * torch.randn(images.regions.shape))
-    ocr = torch.where(images.ocr_mask[..., None], images.ocr, 50 * torch.randn(images.ocr.shape))
-    real_words = torch.arange(captions.tokens.shape[1])[None, :] < captions.lengths[:, None]
-    tokens = torch.where(
-        real_words, captions.tokens, torch.randint(1, VOCAB, captions.tokens.shape, generator=generator)
-    )
-    return (
-        dataclasses.replace(images, regions=regions, ocr=ocr),
-        dataclasses.replace(captions, tokens=tokens),
-    )
-
-
-def finite_grads(model: nn.Module) -> bool:
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
-    return bool(grads) and all(torch.isfinite(g).all() for g in grads)
 
 
 # --- shared layers -------------------------------------------------------------------------------------------------
@@ -317,8 +281,8 @@ def test_registry_builds_every_family_from_params_yaml(repo_params):
     for family, settings in repo_params["models"].items():
         small = {k: v for k, v in {"embed_dim": 16, "word_dim": 8, "caption_hidden": 12}.items() if k in settings}
         config = config_class(family)(**{**settings, **small})
-        model = build_model(family, config, VOCAB, REGION_DIM, OCR_DIM, SLOTS)
-        assert isinstance(model, FAMILIES[family][1])
+        model = build_model(family, config, DIMS)
+        assert isinstance(model, FAMILIES[family])
         images = make_images()
         if model.reads_characters:  # OCR strings' char ids, all empty: the images are read on their regions
             images = dataclasses.replace(
@@ -336,10 +300,34 @@ def test_registry_unknown_family_and_wrong_config():
     ):
         config_class("vsnr")
     with pytest.raises(KeyError, match="unknown model family"):
-        build_model("vsnr", None, VOCAB, REGION_DIM, OCR_DIM, SLOTS)
+        build_model("vsnr", None, DIMS)
     starnet_config = config_class("starnet")(**FAMILY_SETTINGS["starnet"])
     with pytest.raises(TypeError, match="takes a VsrnConfig, got StarnetConfig"):
-        build_model("vsrn", starnet_config, VOCAB, REGION_DIM, OCR_DIM, SLOTS)
+        build_model("vsrn", starnet_config, DIMS)
+
+
+def test_every_family_declares_its_label_scene_text_config_and_hinge():
+    for family, model_cls in FAMILIES.items():
+        assert family_class(family) is model_cls
+        assert isinstance(model_cls.label, str) and model_cls.label
+        assert isinstance(model_cls.scene_text, bool) and dataclasses.is_dataclass(model_cls.config_class)
+    assert len({model_cls.label for model_cls in FAMILIES.values()}) == len(FAMILIES)  # tables tell them apart
+    assert family_class("starnet").scene_text and not family_class("vsrn").scene_text
+    # the `train` hinge, unless the family's config fixes it (CHAN, DSVE and their variants)
+    assert make_model("vsrn").hinge(0.3, False) == (0.3, False)
+    assert make_model("starnet").hinge(0.1, True) == (0.1, True)
+
+
+def test_a_family_declares_what_it_is_in_its_own_class():
+    vsrn = family_class("vsrn")
+    with pytest.raises(TypeError, match="'vsrn_copy': VsrnCopy does not declare label, scene_text, config_class"):
+        register("vsrn_copy")(type("VsrnCopy", (vsrn,), {}))
+    with pytest.raises(ValueError, match="'vsrn' is registered twice"):
+        register("vsrn")(vsrn)
+    attributes = {"label": "x", "scene_text": False, "config_class": vsrn.config_class, "hinge_from_config": True}
+    with pytest.raises(TypeError, match="hinge_from_config, but its config has no"):
+        register("vsrn_hinge")(type("VsrnHinge", (vsrn,), attributes))
+    assert "vsrn_copy" not in FAMILIES and "vsrn_hinge" not in FAMILIES
 
 
 def test_each_family_learns_a_tiny_batch(family):

@@ -3,8 +3,10 @@ import dataclasses
 
 import pytest
 
+from stacmr.data.sources import TEST_SPLITS, VALIDATION, split_label, store_names, train_data_label
+from stacmr.models import check_models, model_config
 from stacmr.params import ParamsError, load_params, parse_params
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 
 def test_repo_params_are_valid():
@@ -149,13 +151,21 @@ def test_file_errors_name_the_file(tmp_path, repo_params, write_params):
 )
 def test_model_and_ablation_errors(repo_params, dotted, value, message):
     with pytest.raises(ParamsError) as info:
-        parse_params(_edit(repo_params, dotted, value))
+        check_models(parse_params(_edit(repo_params, dotted, value)))
     assert str(info.value).startswith(message), str(info.value)
 
 
 def test_ablation_overrides_apply(repo_params):
     raw = _edit(repo_params, "ablations.starnet_all.model", {"fusion": "sum", "embed_dim": 64})
-    params = parse_params(raw)
-    config = params.model_config("starnet_all")
+    params = check_models(parse_params(raw))
+    config = model_config(params, "starnet_all")
     assert config.fusion == "sum" and config.embed_dim == 64
-    assert params.model_config("starnet_ctc").fusion == "product_residual"
+    assert model_config(params, "starnet_ctc").fusion == "product_residual"
+
+
+def test_the_source_table_names_the_stores_splits_and_labels():
+    assert store_names() == ["ctc/train", "ctc/val", "ctc/dev", "ctc/test", "f30k/train", "textcaps/train"]
+    assert VALIDATION == "ctc/val" and TEST_SPLITS == ("dev", "test")
+    assert [split_label(s) for s in ("val", "dev", "test", "train")] == ["CTC val", "CTC-1K", "CTC-5K", "train"]
+    names = ("trainset", "f30k/train", "textcaps/train", "ctc/train", "ctc/val")
+    assert [train_data_label(n) for n in names] == ["full mix", "Flickr30K", "TextCaps", "CTC train", "ctc/val"]

@@ -15,11 +15,12 @@ import pytest
 import yaml
 
 from stacmr.cli import STAGES, main
+from stacmr.data.sources import SOURCES
 from stacmr.features.store import FeatureStore, store_file
 from stacmr.features.vocab import Vocabulary
-from stacmr.params import SOURCE_SPLITS
 from stacmr.text import words
-from tests.conftest import REPO, shrink
+from tests.helpers import REPO
+from tests.helpers.params import shrink
 
 
 def run(*argv: str) -> int:
@@ -29,9 +30,9 @@ def run(*argv: str) -> int:
 def test_stores_have_the_schema_shapes(pipeline):
     root, params = pipeline
     syn = params.synthetic
-    for source, splits in SOURCE_SPLITS.items():
-        for split in splits:
-            with FeatureStore(store_file(root / "features", f"{source}/{split}")) as store:
+    for source in SOURCES:
+        for split in source.split_names:
+            with FeatureStore(store_file(root / "features", source.store(split))) as store:
                 n = len(store)
                 assert store["regions"].shape == (n, syn.regions, syn.region_dim)
                 assert store["regions"].dtype == np.float16
@@ -44,7 +45,8 @@ def test_stores_have_the_schema_shapes(pipeline):
                 assert not emb[~mask].any()
                 assert (np.abs(emb[mask]).sum(axis=-1) > 0).mean() > 0.5  # unseen n-grams give zero vectors
                 assert np.isfinite(store["regions"][:]).all()
-                assert set(store.inputs_sha256) >= {f"{source}/{split}_ims.npy", f"{source}/annotations.json"}
+                inputs = {f"{source.name}/{split}_ims.npy", f"{source.name}/annotations.json"}
+                assert set(store.inputs_sha256) >= inputs
                 assert "ocr_fasttext.bin" in store.inputs_sha256  # the model's name inside the features folder
 
 
@@ -246,11 +248,11 @@ def test_a_split_with_another_region_size_stops_features(pipeline, raw_copy, tmp
 
 
 def test_a_split_with_another_ocr_vector_size_stops_features(pipeline, raw_copy, tmp_path, capsys):
-    for source, splits in SOURCE_SPLITS.items():  # released OCR vectors (N, T, E), as the real release ships them
-        for split in splits:
-            n = len((raw_copy / source / f"{split}_ids.txt").read_text().splitlines())
-            dim = 12 if (source, split) == ("textcaps", "train") else 8
-            np.save(raw_copy / source / f"{split}_ocr_feats.npy", np.ones((n, 3, dim), np.float32))
+    for source in SOURCES:  # released OCR vectors (N, T, E), as the real release ships them
+        for split in source.split_names:
+            n = len((raw_copy / source.name / f"{split}_ids.txt").read_text().splitlines())
+            dim = 12 if source.store(split) == "textcaps/train" else 8
+            np.save(raw_copy / source.name / f"{split}_ocr_feats.npy", np.ones((n, 3, dim), np.float32))
     assert _features(pipeline, raw_copy, tmp_path / "out") == 2
     wide, first = raw_copy / "textcaps" / "train_ocr_feats.npy", raw_copy / "ctc" / "train_ocr_feats.npy"
     _one_error_line(capsys, f"{wide}: OCR vector size 12, but {first} has 8")

@@ -1,6 +1,6 @@
 """`fetch` with data.source release, end to end on tiny fixture archives: placed files and a download from a loopback
 server (127.0.0.1) → the release format → `features` (released OCR vectors) → `trainset` (the combined set); an archive
-from a loopback Google Drive (tests/test_download.py) trusted on first use; the url forms params accept."""
+from a loopback Google Drive (tests/helpers/drive.py) trusted on first use; the url forms params accept."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import pytest
 from stacmr.cli import main
 from stacmr.features.store import FeatureStore, store_file
 from stacmr.params import ParamsError, parse_params
-from tests.test_download import DRIVE_URL, serve_drive
+from tests.helpers.drive import DRIVE_URL, serve_drive
 
 SIZES = {"ctc/train": 4, "ctc/val": 2, "ctc/dev": 2, "ctc/test": 3, "f30k/train": 3, "textcaps/train": 2}
 R, D, T, E = 36, 16, 5, 300

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, shrink
+from tests.helpers import REPO
+from tests.helpers.params import shrink
 
 
 def _tiny(raw: dict) -> dict:

@@ -18,8 +18,9 @@ import yaml
 
 from stacmr.checksum import sha256_file
 from stacmr.cli import main
-from tests.conftest import REPO, shrink
-from tests.test_training import _argv
+from tests.helpers import REPO
+from tests.helpers.params import shrink
+from tests.helpers.stages import train_argv
 
 pytestmark = pytest.mark.slow
 ABLATIONS = ("vsrn_all", "starnet_all")
@@ -39,7 +40,7 @@ def report(pipeline, tmp_path_factory, repo_params):
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{out}/mlflow.db")
         for ablation in ABLATIONS:
             for run, extra in ((ablation, []), (f"replicates/{ablation}-s1", ["--seed", "1"])):
-                argv = _argv(root, out, ablation, params)
+                argv = train_argv(root, out, ablation, params)
                 argv[argv.index("--out") + 1] = str(out / "models" / run)
                 argv[argv.index("--history") + 1] = str(out / "plots" / f"{run}.csv")
                 train_json = (

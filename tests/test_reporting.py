@@ -35,7 +35,7 @@ from stacmr.reporting.results import load_results
 from stacmr.reporting.seeds import seed_runs
 from stacmr.reporting.summary import summary, write_summary
 from stacmr.reporting.tables import ablation_table, main_table
-from tests.conftest import shrink
+from tests.helpers.params import shrink
 
 N_IMAGES, PER_IMAGE = 200, 5
 CHECKPOINTS = {"vsrn_all": b"visual-only best.pt", "starnet_all": b"scene-text aware best.pt"}  # their bytes

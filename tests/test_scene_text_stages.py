@@ -12,8 +12,8 @@ import torch
 
 from stacmr.cli import main
 from stacmr.features.neighbours import load_neighbours, load_true_groups, neighbours_file
-from stacmr.training.checkpoint import load_checkpoint
-from tests.test_training import _argv
+from stacmr.training.checkpoint import BestCheckpoint, load_checkpoint
+from tests.helpers.stages import train_argv
 
 ABLATION = "chan_st_ws_nb"
 
@@ -42,20 +42,20 @@ def trained(pipeline, tmp_path_factory):
     out = tmp_path_factory.mktemp("scene_text")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{out}/mlflow.db")
-        assert main(_argv(root, out, ABLATION)) == 0
-        assert main(_argv(root, out / "again", ABLATION)) == 0
+        assert main(train_argv(root, out, ABLATION)) == 0
+        assert main(train_argv(root, out / "again", ABLATION)) == 0
     return root, out
 
 
 def test_training_with_neighbour_batches_and_the_shared_word_space_is_recorded_and_deterministic(trained):
     _, out = trained
-    state = load_checkpoint(out / "models" / ABLATION / "best.pt")
-    spec = state["spec"]
-    assert spec["train"]["sampler"] == "visual_neighbours"
-    assert spec["word_init"]["source"] == "ocr_fasttext" and len(spec["word_init"]["components"]) == 8
-    assert len(spec["data"]["neighbours"]) == 64  # the clusters' sha256: other clusters, another run
-    again = load_checkpoint(out / "again" / "models" / ABLATION / "best.pt")
-    assert all(torch.equal(state["model"][k], again["model"][k]) for k in state["model"])
+    state = load_checkpoint(out / "models" / ABLATION / "best.pt", BestCheckpoint)
+    spec = state.spec
+    assert spec.train["sampler"] == "visual_neighbours"
+    assert spec.word_init["source"] == "ocr_fasttext" and len(spec.word_init["components"]) == 8
+    assert len(spec.data["neighbours"]) == 64  # the clusters' sha256: other clusters, another run
+    again = load_checkpoint(out / "again" / "models" / ABLATION / "best.pt", BestCheckpoint)
+    assert all(torch.equal(state.model[k], again.model[k]) for k in state.model)
     assert (out / "models" / ABLATION / "best.pt").read_bytes() == (
         out / "again" / "models" / ABLATION / "best.pt"
     ).read_bytes()
@@ -84,7 +84,7 @@ def test_headroom_chooses_its_weight_on_val_and_evaluates_every_split(trained):
     baseline = "vsrn_all"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{out}/mlflow.db")
-        assert main(_argv(root, out, baseline)) == 0
+        assert main(train_argv(root, out, baseline)) == 0
     assert main(argv) == 0
     for split in ("dev", "test"):
         metrics = json.loads((out / "headroom" / f"{split}.json").read_text())

@@ -20,7 +20,7 @@ from stacmr.reporting.rerun import DIFFERS, GONE, SAME, WITHIN, compare, numeric
 from stacmr.reporting.results import load_results
 from stacmr.reporting.seeds import seed_runs, seed_table
 from stacmr.reporting.verdicts import terminal
-from tests.conftest import shrink
+from tests.helpers.params import shrink
 
 N, PER = 150, 5
 SEEDS = (0, 1, 2)

@@ -8,33 +8,7 @@ import pytest
 
 from stacmr.errors import StacmrError
 from stacmr.features.store import FIELDS, SCHEMA_VERSION, FeatureStore, create_store
-
-SIZES = {"N": 5, "R": 3, "D": 4, "T": 2, "E": 6, "C": 2}
-
-
-def _block(start: int, stop: int) -> dict:
-    n = stop - start
-    rng = np.random.default_rng(start)
-    tokens = np.full((n, 2), "", dtype=object)
-    tokens[:, 0] = [f"W{i}" for i in range(start, stop)]
-    return {
-        "regions": rng.standard_normal((n, 3, 4)).astype(np.float16),
-        "region_count": np.full(n, 3, dtype=np.int32),
-        "ocr_emb": rng.standard_normal((n, 2, 6)).astype(np.float16),
-        "ocr_mask": np.array([[True, False]] * n),
-        "ocr_tokens": tokens,
-        "ocr_boxes": np.full((n, 2, 4), np.nan, dtype=np.float32),
-        "captions": np.array([[f"cap {i}.{k}" for k in range(2)] for i in range(start, stop)], dtype=object),
-        "image_ids": np.array([str(i) for i in range(start, stop)], dtype=object),
-        "explicit": np.zeros(n, dtype=bool),
-    }
-
-
-def make_store(path):
-    with create_store(path, "ctc/test", SIZES, {"p": 1}, {"in.npy": "abc"}) as out:
-        out.write(0, **_block(0, 3))
-        out.write(3, **_block(3, 5))
-    return path
+from tests.helpers.store import SIZES, make_store, store_block
 
 
 def test_round_trip(tmp_path):
@@ -43,7 +17,7 @@ def test_round_trip(tmp_path):
         assert store.name == "ctc/test" and store.producer == {"p": 1} and store.inputs_sha256 == {"in.npy": "abc"}
         assert store["regions"].dtype == np.float16 and store["regions"].chunks == (1, 3, 4)
         assert store["ocr_emb"].chunks == (1, 2, 6)
-        np.testing.assert_array_equal(store["regions"][3:5], _block(3, 5)["regions"])
+        np.testing.assert_array_equal(store["regions"][3:5], store_block(3, 5)["regions"])
         assert store["ocr_tokens"].asstr()[4].tolist() == ["W4", ""]
         assert store["captions"].asstr()[1].tolist() == ["cap 1.0", "cap 1.1"]
 
@@ -51,9 +25,9 @@ def test_round_trip(tmp_path):
 def test_incomplete_or_failed_write_leaves_no_file(tmp_path):
     path = tmp_path / "s.h5"
     with pytest.raises(ValueError, match="closed before every image"), create_store(path, "x", SIZES, {}, {}) as out:
-        out.write(0, **_block(0, 3))
+        out.write(0, **store_block(0, 3))
     with pytest.raises(ValueError, match="block of shape"), create_store(path, "x", SIZES, {}, {}) as out:
-        out.write(0, **{**_block(0, 3), "regions": np.zeros((3, 3, 5))})
+        out.write(0, **{**store_block(0, 3), "regions": np.zeros((3, 3, 5))})
     assert list(tmp_path.iterdir()) == []
 
 
@@ -129,7 +103,7 @@ def test_non_finite_values_are_refused_as_they_are_read(tmp_path, field, bad):
 
 
 def test_batches_read_through_the_check(tmp_path):
-    from stacmr.training.batches import read_images
+    from stacmr.features.reader import read_images
 
     path = make_store(tmp_path / "s.h5")
     with h5py.File(path, "r+") as h5:

@@ -14,13 +14,14 @@ import pytest
 from stacmr.data.annotations import ANNOTATIONS_FILE, read_annotations
 from stacmr.data.explicit import is_explicit
 from stacmr.data.release import read_split
+from stacmr.data.sources import CTC, F30K, SOURCES, TEXTCAPS
 from stacmr.data.synthetic import generate_world
-from stacmr.params import SOURCE_SPLITS, parse_params
+from stacmr.params import parse_params
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, repo_params):
-    from tests.conftest import shrink
+    from tests.helpers.params import shrink
 
     params = parse_params(shrink(repo_params)).synthetic
     out = tmp_path_factory.mktemp("world")
@@ -51,15 +52,16 @@ def test_other_seed_changes_the_world_and_sources_are_independent(world, tmp_pat
 
 def test_release_format_shapes(world):
     params, out, summary = world
-    sizes = dataclasses.asdict(params.ctc_images) | {"f30k": params.f30k_images, "textcaps": params.textcaps_images}
-    for source, splits in SOURCE_SPLITS.items():
-        for split in splits:
-            release = read_split(out / source, split, 5)
-            n = sizes[split] if source == "ctc" else sizes[source]
+    sizes = {CTC.store(split): n for split, n in dataclasses.asdict(params.ctc_images).items()}
+    sizes |= {F30K.store("train"): params.f30k_images, TEXTCAPS.store("train"): params.textcaps_images}
+    for source in SOURCES:
+        for split in source.split_names:
+            release = read_split(out / source.name, split, 5)
+            n = sizes[source.store(split)]
             assert release.ims.shape == (n, params.regions, params.region_dim)
             assert release.ims.dtype == np.float32
             assert len(release.captions) == 5 * n and all(c.strip() for c in release.captions)
-            assert summary[f"{source}/{split}"] == n
+            assert summary[source.store(split)] == n
 
 
 def test_dev_is_an_explicit_subset_of_test(world):

@@ -11,7 +11,7 @@ import torch
 
 from stacmr.features.ocr_embedding import OcrEmbedder, fasttext_model_path
 from stacmr.features.vocab import Vocabulary
-from stacmr.models import ImageBatch, build_model, config_class
+from stacmr.models import DataDims, ImageBatch, build_model, config_class
 from stacmr.models.layers import l2norm
 from stacmr.params import ParamsError, parse_params
 from stacmr.training.word_init import (
@@ -70,7 +70,7 @@ def test_initialise_word_vectors_fills_every_family_but_the_reserved_ids(pipelin
     vocab = Vocabulary.load(root / "vocab.json")
     config = params.models[family]
     torch.manual_seed(0)
-    model = build_model(family, config, vocab_size=len(vocab), region_dim=16, ocr_dim=32, ocr_slots=15)
+    model = build_model(family, config, DataDims(region_dim=16, ocr_dim=32, ocr_slots=15, vocab_size=len(vocab)))
     before = model.caption_word_embedding().weight.detach().clone()
     vectors = np.random.default_rng(0).normal(size=(len(vocab) - 4, config.word_dim)).astype(np.float32)
     initialise_word_vectors(model, vectors)
@@ -116,7 +116,7 @@ def test_starnet_follows_the_release_data_name(pipeline, data_name):
     _, params = pipeline
     config = dataclasses.replace(params.models["starnet"], data_name=data_name, gcn_layers=0)
     torch.manual_seed(0)
-    model = build_model("starnet", config, vocab_size=20, region_dim=16, ocr_dim=32, ocr_slots=4).eval()
+    model = build_model("starnet", config, DataDims(region_dim=16, ocr_dim=32, ocr_slots=4, vocab_size=20)).eval()
     images = _images()
     projected = model.region_fc(images.regions)
     reasoned = model.reason_regions(images)
@@ -138,7 +138,7 @@ def test_f30k_precomp_skips_the_region_norm_before_the_graph(pipeline):
     _, params = pipeline
     config = dataclasses.replace(params.models["vsrn"], data_name="f30k_precomp", gcn_layers=1)
     torch.manual_seed(0)
-    model = build_model("vsrn", config, vocab_size=20, region_dim=16, ocr_dim=32, ocr_slots=4).eval()
+    model = build_model("vsrn", config, DataDims(region_dim=16, ocr_dim=32, ocr_slots=4, vocab_size=20)).eval()
     images = _images()
     block = model.region_graph[0]
     with torch.no_grad():

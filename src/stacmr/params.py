@@ -3,6 +3,7 @@
 Every section is a frozen dataclass with a comment per field. Validation is strict: an unknown key, a missing key,
 a wrong type or an out-of-range value stops with one line naming the dotted key and the problem.
 Ranges live in field metadata (`_range`), choices in `Literal` types; cross-field rules in `__post_init__`.
+The `models` settings are each family's own: `stacmr.models.check_models` validates them (the stages run both).
 """
 
 from __future__ import annotations
@@ -16,17 +17,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import yaml
-
+from stacmr.data.sources import CTC, TRAINSET, store_names
 from stacmr.errors import StacmrError
-
-# The dataset splits each source provides, in the release format. CTC-1K is `dev`,
-# CTC-5K is `test` (the StacMR release names).
-SOURCE_SPLITS: dict[str, tuple[str, ...]] = {
-    "ctc": ("train", "val", "dev", "test"),
-    "f30k": ("train",),
-    "textcaps": ("train",),
-}
+from stacmr.yamlfile import read_yaml
 
 
 class ParamsError(StacmrError):
@@ -125,7 +118,7 @@ class ReleaseParams:
     max_unpacked_bytes: int = _range(1)  # refuse an archive that unpacks to more (zip bombs)
 
     def __post_init__(self) -> None:
-        known = [f"{s}/{split}" for s, splits in SOURCE_SPLITS.items() for split in splits]
+        known = store_names()
         for name in known:
             if name not in self.layout:
                 raise ParamsError(f'release.layout: no entry for {name!r} ("<archive key>:<prefix>")')
@@ -212,7 +205,7 @@ class TrainsetParams:
     vocab_min_count: int = _range(1)  # a caption word enters the shared vocabulary after this many occurrences
 
     def __post_init__(self) -> None:
-        known = [f"{s}/{split}" for s, splits in SOURCE_SPLITS.items() for split in splits]
+        known = store_names()
         if not self.sources:
             raise ParamsError("trainset.sources: must name at least one source")
         for name in self.sources:
@@ -316,19 +309,12 @@ class Params:
     train: TrainParams
     neighbours: NeighboursParams
     headroom: HeadroomParams
-    models: dict[str, Any]  # family → its config dataclass (`stacmr.models.config_class`), validated after parsing
+    # family → its settings: as read here, then each family's config dataclass (`stacmr.models.check_models`)
+    models: dict[str, Any]
     ablations: dict[str, AblationParams]  # name → what to train; one `train@<name>` stage each
     evaluate: EvaluateParams
     replicates: ReplicatesParams
     report: ReportParams
-
-    def model_config(self, ablation: str) -> Any:
-        """The family config of `ablation`: `models.<family>` with the ablation's overrides applied."""
-        from stacmr.models import config_class
-
-        ab = self.ablations[ablation]
-        base = dataclasses.asdict(self.models[ab.family])
-        return _build(config_class(ab.family), {**base, **ab.model}, f"ablations.{ablation}.model")
 
     def train_params(self, ablation: str) -> TrainParams:
         """The `train` settings of `ablation`: `train` with the ablation's overrides applied."""
@@ -417,16 +403,10 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     return cls(**values)
 
 
-def _check_models(params: Params) -> Params:
-    """Validate `models` with each family's config dataclass and every ablation against them."""
-    from stacmr.models import FAMILIES, config_class  # imports torch: only when params are checked whole
-
-    models = {}
-    for family, raw in params.models.items():
-        if family not in FAMILIES:
-            raise ParamsError(f"models.{family}: unknown model family{_suggest(family, FAMILIES)}")
-        models[family] = _build(config_class(family), raw, f"models.{family}")
-    stores = ["trainset", *(f"{s}/{split}" for s, splits in SOURCE_SPLITS.items() for split in splits)]
+def _check_ablations(params: Params) -> Params:
+    """Cross-check the sections that name ablations and families' `models` entries. The families' settings are
+    validated by `stacmr.models.check_models`, which knows the families."""
+    stores = [TRAINSET, *store_names()]
     if not params.ablations:
         raise ParamsError("ablations: must name at least one ablation")
     for name, ab in params.ablations.items():
@@ -434,8 +414,10 @@ def _check_models(params: Params) -> Params:
             raise ParamsError(f"ablations.{name}: names are lower-case letters, digits and '_' (they name files)")
         if name in _RESERVED_NAMES:
             raise ParamsError(f"ablations.{name}: a reserved name ({sorted(_RESERVED_NAMES)} name other outputs)")
-        if ab.family not in models:
-            raise ParamsError(f"ablations.{name}.family: no `models` entry {ab.family!r}{_suggest(ab.family, models)}")
+        if ab.family not in params.models:
+            raise ParamsError(
+                f"ablations.{name}.family: no `models` entry {ab.family!r}{_suggest(ab.family, params.models)}"
+            )
         if ab.train_data not in stores:
             raise ParamsError(
                 f"ablations.{name}.train_data: unknown {ab.train_data!r}{_suggest(ab.train_data, stores)}"
@@ -449,8 +431,8 @@ def _check_models(params: Params) -> Params:
         if name not in params.ablations:
             raise ParamsError(f"evaluate.ablations: unknown ablation {name!r}{_suggest(name, params.ablations)}")
     for split in params.evaluate.splits:
-        if split not in SOURCE_SPLITS["ctc"]:
-            raise ParamsError(f"evaluate.splits: unknown CTC split {split!r}{_suggest(split, SOURCE_SPLITS['ctc'])}")
+        if split not in CTC.split_names:
+            raise ParamsError(f"evaluate.splits: unknown CTC split {split!r}{_suggest(split, CTC.split_names)}")
     seeds = params.replicates.seeds
     if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
         raise ParamsError(f"replicates.seeds: expected distinct seeds >= 0, got {list(seeds)}")
@@ -464,13 +446,11 @@ def _check_models(params: Params) -> Params:
             raise ParamsError(
                 f"report.{key}: {name!r} is not in evaluate.ablations{_suggest(name, params.evaluate.ablations)}"
             )
-    checked = dataclasses.replace(params, models=models)
     for name in params.ablations:
-        checked.model_config(name)
-        own = checked.train_params(name).seed
+        own = params.train_params(name).seed
         if name in params.replicates.ablations and own in seeds:
             raise ParamsError(f"replicates.seeds: {own} is already the train seed of {name!r}")
-    return checked
+    return params
 
 
 _ABLATION_NAME = re.compile(r"[a-z0-9_]+")
@@ -479,18 +459,12 @@ _RESERVED_NAMES = frozenset({"headroom", "replicates", "train"})  # sibling fold
 
 def parse_params(raw: Any) -> Params:
     """Validate an already-parsed mapping (e.g. a test's modified copy of params.yaml) into `Params`."""
-    return _check_models(_build(Params, raw, ""))
+    return _check_ablations(_build(Params, raw, ""))
 
 
 def load_params(path: str | os.PathLike) -> Params:
     """Read and validate a params file; any problem raises `ParamsError` with the file name and the dotted key."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-    except OSError as exc:
-        raise ParamsError(f"{path}: cannot read params file: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    raw = read_yaml(path, "params file", ParamsError)
     try:
         return parse_params(raw)
     except ParamsError as exc:

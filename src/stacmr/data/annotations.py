@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +38,28 @@ class OcrToken:
     confidence: float | None = None  # engine confidence in [0, 1]
 
 
-@dataclass(frozen=True)
-class ImageAnnotation:
+@dataclass(frozen=True, kw_only=True)
+class ImageMeta:
+    """An image's id and what a COCO-style `images` entry tells of it; the records of an image (COCO's, the rebuilt
+    CTC list's, the annotation JSON's) extend it."""
+
     id: str
-    split: str
     file_name: str = ""
     coco_url: str | None = None
     width: int | None = None
     height: int | None = None
+
+    def metadata(self) -> dict[str, Any]:
+        """Its metadata fields but the id, to pass on to another record of the same image."""
+        return {f.name: getattr(self, f.name) for f in fields(ImageMeta) if f.name != "id"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ImageAnnotation(ImageMeta):
+    split: str
     scene_text: tuple[str, ...] = ()
     ocr_tokens: tuple[OcrToken, ...] = ()
-    captions: tuple[str, ...] = field(default=())
+    captions: tuple[str, ...] = ()
     group: int | None = None
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stacmr.data.annotations import ImageMeta
 from stacmr.errors import StacmrError
 from stacmr.jsonfile import read_json
 
@@ -31,14 +32,9 @@ def coco_image_id(raw: Any) -> str | None:
     return str(int(match.group(1))) if match else None
 
 
-@dataclass
-class CocoImage:
-    id: str
-    file_name: str = ""
-    coco_url: str | None = None
-    width: int | None = None
-    height: int | None = None
-    captions: list[str] = field(default_factory=list)  # in annotation order
+@dataclass(frozen=True, kw_only=True)
+class CocoImage(ImageMeta):
+    captions: list[str] = field(default_factory=list)  # in annotation order, appended while the file is read
 
     @classmethod
     def from_entry(cls, image_id: str, entry: dict) -> CocoImage:

@@ -12,21 +12,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stacmr.data.annotations import ImageAnnotation
+from stacmr.data.annotations import ImageAnnotation, ImageMeta
 from stacmr.data.coco import CocoImage, coco_image_id
 from stacmr.data.explicit import is_explicit
 
 
-@dataclass(frozen=True)
-class CtcImage:
-    id: str  # decimal COCO id
+@dataclass(frozen=True, kw_only=True)
+class CtcImage(ImageMeta):  # id: the decimal COCO id
     scene_text: tuple[str, ...]  # legible English COCO-Text transcriptions
     captions: tuple[str, ...]  # its COCO captions, in annotation order
     explicit: bool  # a caption shares a word with the scene text
-    file_name: str = ""
-    coco_url: str | None = None
-    width: int | None = None
-    height: int | None = None
 
 
 def build_ctc(
@@ -45,10 +40,7 @@ def build_ctc(
                 scene_text=texts,
                 captions=tuple(coco.captions),
                 explicit=is_explicit(texts, coco.captions),
-                file_name=coco.file_name,
-                coco_url=coco.coco_url,
-                width=coco.width,
-                height=coco.height,
+                **coco.metadata(),
             )
         )
     return images
@@ -78,13 +70,7 @@ def split_annotations(
             meta = images.get(image_id) if image_id is not None else None
             out.append(
                 ImageAnnotation(
-                    id=raw,
-                    split=split,
-                    file_name=meta.file_name if meta else "",
-                    coco_url=meta.coco_url if meta else None,
-                    width=meta.width if meta else None,
-                    height=meta.height if meta else None,
-                    scene_text=scene_text.get(image_id, ()),
+                    id=raw, split=split, scene_text=scene_text.get(image_id, ()), **(meta.metadata() if meta else {})
                 )
             )
     return out

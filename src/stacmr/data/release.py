@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from stacmr.atomic import atomic_path, write_text
+from stacmr.data.sources import SOURCES
 from stacmr.errors import StacmrError
-from stacmr.params import SOURCE_SPLITS
 
 
 def split_files(directory: str | os.PathLike, split: str) -> dict[str, Path]:
@@ -169,7 +169,7 @@ def read_split(directory: str | os.PathLike, split: str, captions_per_image: int
 
 
 def check_sizes_agree(directory: str | os.PathLike, shown_as: str | os.PathLike | None = None) -> None:
-    """Refuse a release-format folder (one subfolder per source of `SOURCE_SPLITS`) whose splits differ in region
+    """Refuse a release-format folder (one subfolder per source of `SOURCES`) whose splits differ in region
     size (D of `{split}_ims.npy`) or OCR vector size (E of `{split}_ocr_feats.npy`, where present), naming both files
     and both sizes. Reads the arrays' headers only; a missing file or one of another rank is left to `read_split`.
     `shown_as`: the name the folder gets in the message (`fetch` checks its output under a temporary name)."""
@@ -178,9 +178,9 @@ def check_sizes_agree(directory: str | os.PathLike, shown_as: str | os.PathLike 
     kinds = {"region size": lambda folder, split: split_files(folder, split)["ims"], "OCR vector size": ocr_feats_file}
     for what, file_of in kinds.items():
         first: tuple[Path, int] | None = None
-        for source, splits in SOURCE_SPLITS.items():
-            for split in splits:
-                path = file_of(directory / source, split)
+        for source in SOURCES:
+            for split in source.split_names:
+                path = file_of(directory / source.name, split)
                 array = _open_array(path) if path.is_file() else None
                 if array is None or array.ndim != 3:
                     continue

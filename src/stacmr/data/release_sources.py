@@ -42,8 +42,9 @@ from stacmr.data.download import (
     write_manifest,
 )
 from stacmr.data.release import ocr_feats_file, split_files
+from stacmr.data.sources import CTC, SOURCES
 from stacmr.errors import StacmrError
-from stacmr.params import SOURCE_SPLITS, ReleaseParams
+from stacmr.params import ReleaseParams
 
 log = logging.getLogger("stacmr")
 
@@ -166,18 +167,19 @@ def fetch_release(
     digests = {r.file: r.sha256 for r in records}
     digest = {key: digests[path.name] for key, path in paths.items()}
     summary: dict[str, int] = {}
-    release_ids: dict[str, dict[str, list[str]]] = {source: {} for source in SOURCE_SPLITS}
-    for source, splits in SOURCE_SPLITS.items():
-        for split in splits:
-            name = f"{source}/{split}"
+    release_ids: dict[str, dict[str, list[str]]] = {source.name: {} for source in SOURCES}
+    for source in SOURCES:
+        folder = out / source.name
+        for split in source.split_names:
+            name = source.store(split)
             archive, _, prefix = release.layout[name].partition(":")
             root = _unpacked(archive, paths[archive], digest[archive], downloads, release.max_unpacked_bytes)
             files = _find(root, prefix, name)
-            targets = {**split_files(out / source, split), "ocr": ocr_feats_file(out / source, split)}
+            targets = {**split_files(folder, split), "ocr": ocr_feats_file(folder, split)}
             for kind, path in files.items():
                 _place(path, targets[kind])
             ids = files["ids"].read_text(encoding="utf-8").splitlines()
-            release_ids[source][split] = ids
+            release_ids[source.name][split] = ids
             summary[name] = len(ids)
 
     cocotext = _json_inside(
@@ -197,18 +199,19 @@ def fetch_release(
         ):
             captions.update(read_coco_captions(path))
         rebuilt = build_ctc(captions, scene_text, captions_per_image)
-        check = cross_check(rebuilt, release_ids["ctc"])
-        write_text(out / "ctc" / CHECK_FILE, json.dumps({"rebuilt_images": len(rebuilt), "splits": check}, indent=1))
+        check = cross_check(rebuilt, release_ids[CTC.name])
+        write_text(out / CTC.name / CHECK_FILE, json.dumps({"rebuilt_images": len(rebuilt), "splits": check}, indent=1))
         log.info("CTC rebuilt from COCO + COCO-Text: %d images; per release split: %s", len(rebuilt), check)
         images.update(captions)
     if "ctc_annotations" in paths:
         images.update(read_ctc_images(paths["ctc_annotations"]))
     info = {"source": "release", "scene_text": "COCO-Text v2, legible English", "inputs": sorted(paths)}
-    ctc = split_annotations(release_ids["ctc"], scene_text, images)
-    write_annotations(out / "ctc" / ANNOTATIONS_FILE, ctc, info)
-    for source in ("f30k", "textcaps"):
-        entries = [ImageAnnotation(id=i, split=s) for s, ids in release_ids[source].items() for i in ids]
-        write_annotations(out / source / ANNOTATIONS_FILE, entries, {**info, "scene_text": "none"})
+    ctc = split_annotations(release_ids[CTC.name], scene_text, images)
+    write_annotations(out / CTC.name / ANNOTATIONS_FILE, ctc, info)
+    for source in SOURCES:
+        if source is not CTC:  # no scene-text ground truth for the other sources: their image ids only
+            entries = [ImageAnnotation(id=i, split=s) for s, ids in release_ids[source.name].items() for i in ids]
+            write_annotations(out / source.name / ANNOTATIONS_FILE, entries, {**info, "scene_text": "none"})
 
     if release.download_images:
         urls = sorted({a.coco_url for a in ctc if a.coco_url})

@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 
 from stacmr.errors import StacmrError
+from stacmr.features.reader import read_captions, read_images
 from stacmr.features.store import FeatureStore
 from stacmr.features.vocab import Vocabulary
 from stacmr.models import RetrievalModel, VectorSets
-from stacmr.training.batches import read_captions, read_images
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from stacmr.evaluation.encode import Encoded
 from stacmr.evaluation.ranking import Similarity, dense_similarity
 from stacmr.models import RetrievalModel, VectorSets
 
-DEFAULT_TILE_BYTES = 64 << 20
 DEFAULT_MATRIX_BYTES = 2048 << 20
 
 

@@ -31,11 +31,11 @@ from torch import Tensor
 
 from stacmr.evaluation.encode import Encoded, encode_store
 from stacmr.evaluation.textmatch import distinct_words, store_text
+from stacmr.features.reader import read_images
 from stacmr.features.store import FeatureStore
 from stacmr.features.vocab import Vocabulary
 from stacmr.models import ImageBatch, RetrievalModel, VectorSets
 from stacmr.text import words
-from stacmr.training.batches import read_images
 
 MIN_NAME_LEN = 3  # shorter shared words ("a", "of", OCR debris) name nothing
 

@@ -5,9 +5,10 @@ The unit of resampling is the image: an image is the cluster of its captions (th
 their ranks are correlated), so resampling or sign-flipping captions as if independent makes t2i look surer than it
 is (issue #14: CI widths about 25% narrower on CTC-1K). Every function here therefore works on `ImageHits`, per image
 and per recall key the queries it brings and how many of them are ranked within k; a metric under a resample is
-the ratio of the weighted sums, so one image resample serves both directions and rsum.
+the ratio of the weighted sums, so one image resample serves both directions and rsum. The metrics are the
+bootstrapped rows of `metrics.METRICS` (the recalls).
 
-- `bootstrap_ci`: percentile intervals of every recall and rsum of one run.
+- `bootstrap_ci`: percentile intervals of every bootstrapped metric and rsum of one run.
 - `paired_test`: two systems on the same queries, sign flips per image (under H0 an image's pair of results is
   exchangeable); the observed difference and its two-sided p-value.
 - `seed_test`: two systems with one or more training seeds each: a hierarchical bootstrap that draws seeds (per
@@ -23,35 +24,35 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stacmr.evaluation.metrics import RECALL_KEYS, RECALL_KS
+from stacmr.evaluation.metrics import BOOTSTRAPPED, CI_KEYS, METRICS, RSUM, RSUM_TERMS
 
 _CHUNK_ENTRIES = 1 << 22  # resample weights are drawn in chunks of at most this many (resample, image) entries
 
 
 @dataclass(frozen=True)
 class ImageHits:
-    """Per image (rows) and recall key (columns, `RECALL_KEYS` order): `hits`, its queries ranked within k, and
-    `queries`, the queries it brings (1 for the i2t columns, its captions for the t2i columns)."""
+    """Per image (rows) and bootstrapped metric (columns, `metrics.BOOTSTRAPPED` order): `hits`, its queries that
+    hit (e.g. ranked within k), and `queries`, the queries it brings (1 for an i2t metric, its captions for t2i)."""
 
-    hits: np.ndarray  # (n_images, 6) float64
-    queries: np.ndarray  # (n_images, 6) float64
+    hits: np.ndarray  # (n_images, len(BOOTSTRAPPED)) float64
+    queries: np.ndarray  # (n_images, len(BOOTSTRAPPED)) float64
 
     def __len__(self) -> int:
         return len(self.hits)
 
     def metric(self, weights: np.ndarray, metric: str) -> np.ndarray:
-        """(resamples,) `metric` (a recall key or rsum) in percent under image weights (resamples, n_images): how
+        """(resamples,) `metric` (a bootstrapped key or rsum) in percent under image weights (resamples, n_images): how
         often each image is drawn; all ones give the observed value."""
         return sum(100.0 * (weights @ self.hits[:, c]) / (weights @ self.queries[:, c]) for c in metric_columns(metric))
 
 
 def metric_columns(metric: str) -> list[int]:
-    """The `ImageHits` columns a metric sums: rsum all six recalls, a recall key its own."""
-    if metric == "rsum":
-        return list(range(len(RECALL_KEYS)))
-    if metric not in RECALL_KEYS:
-        raise ValueError(f"unknown metric {metric!r}: one of {[*RECALL_KEYS, 'rsum']}")
-    return [RECALL_KEYS.index(metric)]
+    """The `ImageHits` columns a metric sums: rsum its terms, a bootstrapped metric its own."""
+    if metric == RSUM:
+        return [BOOTSTRAPPED.index(key) for key in RSUM_TERMS]
+    if metric not in BOOTSTRAPPED:
+        raise ValueError(f"unknown metric {metric!r}: one of {list(CI_KEYS)}")
+    return [BOOTSTRAPPED.index(metric)]
 
 
 def image_hits(i2t: np.ndarray, t2i: np.ndarray, caption_image: np.ndarray) -> ImageHits:
@@ -61,9 +62,14 @@ def image_hits(i2t: np.ndarray, t2i: np.ndarray, caption_image: np.ndarray) -> I
     if caption_image.shape != t2i.shape:
         raise ValueError(f"caption_image {caption_image.shape} does not match the t2i ranks {t2i.shape}")
     captions = np.bincount(caption_image, minlength=n).astype(np.float64)
-    hits = [(i2t < k).astype(np.float64) for k in RECALL_KS]
-    hits += [np.bincount(caption_image, weights=t2i < k, minlength=n) for k in RECALL_KS]
-    queries = [np.ones(n)] * len(RECALL_KS) + [captions] * len(RECALL_KS)
+    hits, queries = [], []
+    for metric in (m for m in METRICS if m.bootstrapped):
+        if metric.direction == "i2t":  # one query per image
+            hits.append(metric.hit(i2t).astype(np.float64))
+            queries.append(np.ones(n))
+        else:  # an image brings its captions
+            hits.append(np.bincount(caption_image, weights=metric.hit(t2i), minlength=n))
+            queries.append(captions)
     return ImageHits(np.stack(hits, axis=1), np.stack(queries, axis=1))
 
 
@@ -85,15 +91,14 @@ def _percentiles(samples: np.ndarray, level: float) -> tuple[float, float]:
 def bootstrap_ci(
     i2t: np.ndarray, t2i: np.ndarray, caption_image: np.ndarray, resamples: int, seed: int, level: float = 0.95
 ) -> dict[str, list[float]]:
-    """{key: [low, high]} percentile intervals for every recall key and rsum, resampling images."""
+    """{key: [low, high]} percentile intervals for every key of `metrics.CI_KEYS`, resampling images."""
     table = image_hits(i2t, t2i, caption_image)
-    keys = [*RECALL_KEYS, "rsum"]
     chunks = [
-        np.stack([table.metric(w, key) for key in keys], axis=1)
+        np.stack([table.metric(w, key) for key in CI_KEYS], axis=1)
         for w in image_weights(np.random.default_rng(seed), len(table), resamples)
     ]
     samples = np.concatenate(chunks)
-    return {key: list(_percentiles(samples[:, j], level)) for j, key in enumerate(keys)}
+    return {key: list(_percentiles(samples[:, j], level)) for j, key in enumerate(CI_KEYS)}
 
 
 Ranks = tuple[np.ndarray, np.ndarray]  # (i2t ranks (n_images,), t2i ranks (n_captions,)) of one run

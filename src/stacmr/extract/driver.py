@@ -28,7 +28,8 @@ from stacmr.data.annotations import ImageAnnotation, OcrToken
 from stacmr.errors import StacmrError
 from stacmr.extract.backbone import Backbone
 from stacmr.extract.images import load_image
-from stacmr.extract.ocr import OcrEngine, clean_token
+from stacmr.extract.ocr import clean_token
+from stacmr.extract.ocr_engine import OcrEngine
 from stacmr.features.ocr_embedding import OcrEmbedder
 from stacmr.params import OcrFilterParams
 from stacmr.progress import progress

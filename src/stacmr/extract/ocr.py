@@ -1,7 +1,6 @@
-"""The OCR engine interface, the engines by name, and the token filter of `extract.ocr`.
+"""The OCR engines by name, and the token filter of `extract.ocr` (the interface: `stacmr.extract.ocr_engine`).
 
-An engine reads an RGB image and returns words with a box (x, y, w, h in pixels of that image) and a confidence in
-[0, 1]. Which engine read a file matters: the StacMR author reports that changing the OCR engine changes the
+Which engine read a file matters: the StacMR author reports that changing the OCR engine changes the
 results significantly (StacMR issue #1), so every output records the engine's name and version.
 """
 
@@ -9,29 +8,9 @@ from __future__ import annotations
 
 import re
 import string
-from dataclasses import dataclass
-from typing import Protocol
 
-from PIL import Image
-
+from stacmr.extract.ocr_engine import OcrEngine, OcrWord
 from stacmr.params import ExtractParams, OcrFilterParams
-
-
-@dataclass(frozen=True)
-class OcrWord:
-    text: str  # as read, case kept
-    box: tuple[float, float, float, float]  # x, y, width, height in pixels
-    confidence: float  # in [0, 1]
-
-
-class OcrEngine(Protocol):
-    name: str  # e.g. "rapidocr-onnxruntime"
-    version: str  # the engine package's version
-
-    def read(self, image: Image.Image) -> list[OcrWord]:
-        """The words in an RGB image, in reading order."""
-        ...
-
 
 ENGINES = ("rapidocr",)  # the values of extract.ocr.engine
 

@@ -11,7 +11,8 @@ from collections import Counter
 from pathlib import Path
 
 from stacmr.extract.images import load_image
-from stacmr.extract.ocr import OcrEngine, clean_token
+from stacmr.extract.ocr import clean_token
+from stacmr.extract.ocr_engine import OcrEngine
 from stacmr.params import OcrFilterParams
 from stacmr.text import words
 

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from stacmr.errors import StacmrError
-from stacmr.extract.ocr import OcrWord
+from stacmr.extract.ocr_engine import OcrWord
 
 _PACKAGE = "rapidocr-onnxruntime"
 _WORD = re.compile(r"\S+")

@@ -1,6 +1,6 @@
 """The caption vocabulary: words of the training captions → ids, shared by every ablation so that they compare.
 
-Ids 0-3 are reserved: <pad>, <start>, <end>, <unk> (the caption decoder of VSRN needs start and end). Words come from
+Ids 0-3 are reserved (`stacmr.tokens`): <pad>, <start>, <end>, <unk>. Words come from
 `stacmr.text.words`, the tokenisation the explicit criterion uses. Saved as JSON (atomically).
 """
 
@@ -17,15 +17,13 @@ import numpy as np
 from stacmr.atomic import write_text
 from stacmr.errors import StacmrError
 from stacmr.text import words
-
-PAD, START, END, UNK = 0, 1, 2, 3
-_SPECIALS = ("<pad>", "<start>", "<end>", "<unk>")
+from stacmr.tokens import SPECIALS, UNK
 
 
 class Vocabulary:
     def __init__(self, itos: list[str]) -> None:
-        if tuple(itos[:4]) != _SPECIALS:
-            raise ValueError(f"vocabulary must start with {_SPECIALS}")
+        if tuple(itos[: len(SPECIALS)]) != SPECIALS:
+            raise ValueError(f"vocabulary must start with {SPECIALS}")
         self.itos = itos
         self.stoi = {w: i for i, w in enumerate(itos)}
 
@@ -37,7 +35,7 @@ class Vocabulary:
         """Words seen at least `min_count` times, most frequent first (ties alphabetical, so builds are stable)."""
         counts = Counter(w for caption in captions for w in words(caption))
         kept = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
-        return cls([*_SPECIALS, *kept])
+        return cls([*SPECIALS, *kept])
 
     def encode(self, caption: str, max_words: int) -> np.ndarray:
         """Word ids of the first `max_words` words (int64); an empty caption becomes [<unk>] (length ≥ 1)."""

@@ -5,15 +5,26 @@ Importing this package registers every family (`vsrn`, `starnet`, `chan`, `chan_
 """
 
 from stacmr.models import chan, chan_char, dsve, starnet, vsrn  # noqa: F401  (imported to register the families)
-from stacmr.models.base import CaptionBatch, ImageBatch, RetrievalModel, VectorSets
-from stacmr.models.registry import FAMILIES, build_model, config_class
+from stacmr.models.base import CaptionBatch, DataDims, ImageBatch, RetrievalModel, VectorSets
+from stacmr.models.registry import (
+    FAMILIES,
+    build_model,
+    check_models,
+    config_class,
+    family_class,
+    model_config,
+)
 
 __all__ = [
     "FAMILIES",
     "CaptionBatch",
+    "DataDims",
     "ImageBatch",
     "RetrievalModel",
     "VectorSets",
     "build_model",
+    "check_models",
     "config_class",
+    "family_class",
+    "model_config",
 ]

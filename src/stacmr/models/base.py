@@ -1,11 +1,14 @@
-"""What every model family takes and gives: the image and caption batches, and the `RetrievalModel` interface.
+"""What every model family takes and gives: the data sizes, the image and caption batches, and the
+`RetrievalModel` interface.
 
 A family encodes images (regions + OCR tokens + their masks) and captions into one joint space, scores every
 image against every caption, and computes its training loss from a batch of matching pairs. Dense families give one
 vector per item (cosine similarity); fine-grained families (CHAN) give a set of vectors per item (`VectorSets`:
 regions, words) and their own `similarity` of two sets. The training loop,
-the evaluation and the checkpoints only see this interface. Family configs are frozen
-dataclasses whose numeric fields carry bounds (`config_range`) that `stacmr.params` checks.
+the evaluation and the checkpoints only see this interface. A family's class also declares what the rest of the
+project knows of it: its display label, whether it reads the scene text, its config dataclass and whether that
+config sets the hinge. Family configs are frozen dataclasses whose numeric fields carry bounds (`config_range`) that
+`stacmr.models.registry.check_models` checks.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import abc
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +34,17 @@ WordInit = Literal["random", "ocr_fasttext"]
 def config_range(lo: float, hi: float | None = None) -> Any:
     """A required config field bounded to [lo, hi], in the `min`/`max` field metadata `stacmr.params` checks."""
     return field(metadata={"min": lo, "max": hi})
+
+
+@dataclass(frozen=True)
+class DataDims:
+    """The data sizes a model is built for, from the feature store and the vocabulary. The field order is the one a
+    checkpoint records them in (`spec["dims"]`, `dataclasses.asdict`)."""
+
+    region_dim: int  # D: features per region
+    ocr_dim: int  # E: features per OCR token vector
+    ocr_slots: int  # T: OCR token slots per image
+    vocab_size: int  # caption word ids
 
 
 @dataclass(frozen=True)
@@ -124,10 +138,22 @@ def _mask(mask: Tensor, shape: tuple[int, int], name: str) -> None:
 
 
 class RetrievalModel(nn.Module, abc.ABC):
-    """An image-caption retrieval model: two encoders into one joint space, a similarity, a training loss."""
+    """An image-caption retrieval model: two encoders into one joint space, a similarity, a training loss.
 
+    A family's class is built as `cls(config, dims)` and declares, in its own body (`stacmr.models.registry.register`
+    refuses one that inherits them), `label`, `scene_text` and `config_class`."""
+
+    label: ClassVar[str]  # how tables and figures name the family
+    # True: the model reads the OCR tokens (the ablation table's scene-text axis, the claims' scene-text aware vs
+    # visual-only comparisons, and a scene-text ablation's `counterpart`)
+    scene_text: ClassVar[bool]
+    config_class: ClassVar[type]  # the frozen dataclass of its `models.<family>` settings
+    # True: the config's `margin` and `max_violation` replace the `train` ones (`hinge`): the family's published loss
+    # fixes them (CHAN: 0.05, DSVE: 0.2 hardest negative)
+    hinge_from_config: ClassVar[bool] = False
+    config: Any  # its `config_class` instance, as built
     # True: the family spells words, so its batches carry `ImageBatch.ocr_chars` and `CaptionBatch.word_chars`
-    # (`stacmr.training.batches`, `characters=True`); the others never pay for reading the strings
+    # (`stacmr.features.reader`, `characters=True`); the others never pay for reading the strings
     reads_characters: bool = False
 
     @abc.abstractmethod
@@ -149,8 +175,10 @@ class RetrievalModel(nn.Module, abc.ABC):
         return None
 
     def hinge(self, margin: float, max_violation: bool) -> tuple[float, bool]:
-        """(margin, max_violation) of this family's hinge loss, given the `train` params' ones. Families whose
-        published loss fixes them (CHAN: 0.05, DSVE: 0.2 hardest negative) take theirs from their config."""
+        """(margin, max_violation) of this family's hinge loss, given the `train` params' ones: its config's
+        instead for a family with `hinge_from_config`."""
+        if self.hinge_from_config:
+            return self.config.margin, self.config.max_violation
         return margin, max_violation
 
     @abc.abstractmethod

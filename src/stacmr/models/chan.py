@@ -23,12 +23,13 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from stacmr.features.vocab import PAD, UNK
 from stacmr.models.alignment import hard_assignment_similarity
-from stacmr.models.base import CaptionBatch, ImageBatch, RetrievalModel, VectorSets, WordInit, config_range
-from stacmr.models.layers import SelfAttentionBlock, WordEncoder, l2norm
+from stacmr.models.base import CaptionBatch, DataDims, ImageBatch, RetrievalModel, VectorSets, WordInit, config_range
+from stacmr.models.layers import l2norm
 from stacmr.models.registry import register
+from stacmr.tokens import PAD, UNK
 
 
 @dataclass(frozen=True)
@@ -45,16 +46,60 @@ class ChanConfig:
     word_init: WordInit  # caption word vectors: random (CHAN) or ocr_fasttext (`stacmr.models.base.WordInit`)
 
 
-@register("chan", ChanConfig)
-class Chan(RetrievalModel):
-    """CHAN on the visual regions. `ocr_dim` and `ocr_slots` are unused (see `ChanSt`)."""
+class WordEncoder(nn.Module):
+    """Caption → one unit vector per word (CHAN's BiGRU text encoder): word embedding, bidirectional GRU, the forward
+    and backward states of each word averaged, l2-norm. tokens (B, L), lengths (B,) → (B, L, E), zero past a
+    caption's length."""
 
-    def __init__(self, config: ChanConfig, *, vocab_size: int, region_dim: int, ocr_dim: int, ocr_slots: int) -> None:
+    def __init__(self, vocab_size: int, word_dim: int, embed_dim: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, word_dim, padding_idx=PAD)
+        self.gru = nn.GRU(word_dim, embed_dim, batch_first=True, bidirectional=True)
+        with torch.no_grad():
+            nn.init.uniform_(self.embed.weight, -0.1, 0.1)
+            self.embed.weight[PAD].zero_()
+
+    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        return self.contextualise(self.embed(tokens), lengths)
+
+    def contextualise(self, vectors: Tensor, lengths: Tensor) -> Tensor:
+        """The BiGRU part on given word vectors (B, L, word_dim) (a family may build its own: `chan_char` adds each
+        word's spelling to its embedding) → (B, L, E)."""
+        packed = pack_padded_sequence(vectors, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        states, _ = pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=vectors.shape[1])
+        forward, backward = states.chunk(2, dim=-1)
+        return l2norm((forward + backward) / 2)
+
+
+class SelfAttentionBlock(nn.Module):
+    """One pre-norm residual single-head self-attention block over a set: x + Attention(LN(x)), padded slots never
+    attended to. x (B, N, E), mask (B, N) with at least one real slot per row → (B, N, E)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.attention = nn.MultiheadAttention(dim, 1, batch_first=True)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        y = self.norm(x)
+        return x + self.attention(y, y, y, key_padding_mask=~mask, need_weights=False)[0]
+
+
+@register("chan")
+class Chan(RetrievalModel):
+    """CHAN on the visual regions (`ChanSt` reads the scene text too)."""
+
+    label = "CHAN"
+    scene_text = False
+    config_class = ChanConfig
+    hinge_from_config = True
+
+    def __init__(self, config: ChanConfig, dims: DataDims) -> None:
         super().__init__()
         self.config = config
-        self.region_fc = nn.Linear(region_dim, config.embed_dim)
+        self.region_fc = nn.Linear(dims.region_dim, config.embed_dim)
         self.region_attention = SelfAttentionBlock(config.embed_dim) if config.self_attention else None
-        self.word_encoder = WordEncoder(vocab_size, config.word_dim, config.embed_dim)
+        self.word_encoder = WordEncoder(dims.vocab_size, config.word_dim, config.embed_dim)
 
     def caption_word_embedding(self) -> nn.Embedding:
         return self.word_encoder.embed
@@ -78,9 +123,6 @@ class Chan(RetrievalModel):
 
     def similarity(self, img_emb: VectorSets, cap_emb: VectorSets) -> Tensor:
         return hard_assignment_similarity(img_emb, cap_emb, self.config.pooling, self.config.temperature)
-
-    def hinge(self, margin: float, max_violation: bool) -> tuple[float, bool]:
-        return self.config.margin, self.config.max_violation
 
     def augment(self, images: ImageBatch, captions: CaptionBatch) -> tuple[ImageBatch, CaptionBatch]:
         """Region drop and token masking (training only)."""
@@ -109,13 +151,17 @@ class ChanStConfig(ChanConfig):
     """CHAN's settings; a type of its own so that the registry tells `chan_st` from `chan`."""
 
 
-@register("chan_st", ChanStConfig)
+@register("chan_st")
 class ChanSt(Chan):
     """CHAN with the OCR tokens as extra regions: sets of R + T vectors, masked by region count and OCR mask."""
 
-    def __init__(self, config: ChanStConfig, *, vocab_size: int, region_dim: int, ocr_dim: int, ocr_slots: int) -> None:
-        super().__init__(config, vocab_size=vocab_size, region_dim=region_dim, ocr_dim=ocr_dim, ocr_slots=ocr_slots)
-        self.ocr_fc = nn.Linear(ocr_dim, config.embed_dim)
+    label = "CHAN + scene-text tokens (new combination)"
+    scene_text = True
+    config_class = ChanStConfig
+
+    def __init__(self, config: ChanStConfig, dims: DataDims) -> None:
+        super().__init__(config, dims)
+        self.ocr_fc = nn.Linear(dims.ocr_dim, config.embed_dim)
 
     def encode_images(self, images: ImageBatch) -> VectorSets:
         ocr_mask = images.ocr_mask

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stacmr.errors import StacmrError
-from stacmr.models.base import CaptionBatch, ImageBatch, VectorSets, config_range
+from stacmr.models.base import CaptionBatch, DataDims, ImageBatch, VectorSets, config_range
 from stacmr.models.chan import Chan, ChanConfig
 from stacmr.models.char_encoder import IGNORE, CharEncoder, MaskedCharacterDecoder, mask_one_character
 from stacmr.models.characters import EOS, PAD
@@ -51,16 +51,17 @@ class ChanCharStConfig(ChanCharConfig):
     mlm_weight: float = config_range(0.0, 100.0)  # weight of the masked-character loss (oCLIP: 1 beside CLIP's)
 
 
-@register("chan_char", ChanCharConfig)
+@register("chan_char")
 class ChanChar(Chan):
     """CHAN with character-aware caption words, on the visual regions."""
 
+    label = "oCLIP-style character-aware words + CHAN"
+    scene_text = False
+    config_class = ChanCharConfig
     reads_characters = True
 
-    def __init__(
-        self, config: ChanCharConfig, *, vocab_size: int, region_dim: int, ocr_dim: int, ocr_slots: int
-    ) -> None:
-        super().__init__(config, vocab_size=vocab_size, region_dim=region_dim, ocr_dim=ocr_dim, ocr_slots=ocr_slots)
+    def __init__(self, config: ChanCharConfig, dims: DataDims) -> None:
+        super().__init__(config, dims)
         self.char_encoder = CharEncoder(
             config.word_dim, layers=config.char_layers, heads=config.char_heads, width=config.char_dim
         )
@@ -78,16 +79,17 @@ class ChanChar(Chan):
         return VectorSets(self.word_encoder.contextualise(vectors, lengths), mask)
 
 
-@register("chan_char_st", ChanCharStConfig)
+@register("chan_char_st")
 class ChanCharSt(ChanChar):
     """CHAN with character-aware caption words, and the OCR strings spelt by the same encoder as extra regions."""
 
+    label = "oCLIP-style character-aware words and OCR tokens + CHAN"
+    scene_text = True
+    config_class = ChanCharStConfig
     config: ChanCharStConfig
 
-    def __init__(
-        self, config: ChanCharStConfig, *, vocab_size: int, region_dim: int, ocr_dim: int, ocr_slots: int
-    ) -> None:
-        super().__init__(config, vocab_size=vocab_size, region_dim=region_dim, ocr_dim=ocr_dim, ocr_slots=ocr_slots)
+    def __init__(self, config: ChanCharStConfig, dims: DataDims) -> None:
+        super().__init__(config, dims)
         # No bias: the spelling starts at the word embedding's small scale, where a bias would point every token
         # the same way (cosine ~0.99 between different words at initialisation); the l2-norm makes scale moot.
         self.ocr_fc = nn.Linear(config.word_dim, config.embed_dim, bias=False)

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from stacmr.models.base import CaptionBatch, ImageBatch, RetrievalModel, WordInit, config_range
-from stacmr.models.layers import CaptionEncoder, l2norm, weldon_pool
+from stacmr.models.base import CaptionBatch, DataDims, ImageBatch, RetrievalModel, WordInit, config_range
+from stacmr.models.layers import CaptionEncoder, l2norm
 from stacmr.models.registry import register
 
 
@@ -37,17 +37,36 @@ class DsveConfig:
     word_init: WordInit  # caption word vectors: random or ocr_fasttext (`stacmr.models.base.WordInit`)
 
 
-@register("dsve", DsveConfig)
-class Dsve(RetrievalModel):
-    """DSVE-style WELDON model. `ocr_dim` and `ocr_slots` are unused (no scene text)."""
+def weldon_pool(x: Tensor, mask: Tensor, k: int) -> Tensor:
+    """WELDON pooling over a set (Durand et al. CVPR 2016; DSVE's spatial pooling): per channel, the mean of the k
+    highest plus the mean of the k lowest real activations (k capped at each row's real count).
+    x (B, N, H), mask (B, N) with at least one real slot per row → (B, H)."""
+    k = min(k, x.shape[1])
+    real = mask[..., None]
+    top = torch.where(real, x, float("-inf")).topk(k, dim=1).values  # (B, k, H), real values first
+    bottom = torch.where(real, x, float("inf")).topk(k, dim=1, largest=False).values
+    count = mask.sum(dim=1).clamp(max=k)  # (B,)
+    kept = (torch.arange(k, device=x.device)[None, :] < count[:, None])[..., None]  # (B, k, 1)
+    total = torch.where(kept, top, 0).sum(dim=1) + torch.where(kept, bottom, 0).sum(dim=1)
+    return total / count[:, None].to(x.dtype)
 
-    def __init__(self, config: DsveConfig, *, vocab_size: int, region_dim: int, ocr_dim: int, ocr_slots: int) -> None:
+
+@register("dsve")
+class Dsve(RetrievalModel):
+    """DSVE-style WELDON model, on the visual regions only."""
+
+    label = "DSVE-style (region features)"
+    scene_text = False
+    config_class = DsveConfig
+    hinge_from_config = True
+
+    def __init__(self, config: DsveConfig, dims: DataDims) -> None:
         super().__init__()
         self.config = config
-        self.region_fc = nn.Linear(region_dim, config.activation_dim)
+        self.region_fc = nn.Linear(dims.region_dim, config.activation_dim)
         self.dropout = nn.Dropout(config.dropout)
         self.out = nn.Linear(config.activation_dim, config.embed_dim)
-        self.caption_encoder = CaptionEncoder(vocab_size, config.word_dim, config.embed_dim)
+        self.caption_encoder = CaptionEncoder(dims.vocab_size, config.word_dim, config.embed_dim)
 
     def activations(self, images: ImageBatch) -> Tensor:
         """A (B, R, H): the region activations WELDON pools; padded regions' rows are zero (and never pooled)."""
@@ -62,9 +81,6 @@ class Dsve(RetrievalModel):
 
     def encode_captions(self, captions: CaptionBatch) -> Tensor:
         return self.caption_encoder(captions.tokens, captions.lengths)
-
-    def hinge(self, margin: float, max_violation: bool) -> tuple[float, bool]:
-        return self.config.margin, self.config.max_violation
 
     def loss(
         self, images: ImageBatch, captions: CaptionBatch, retrieval_criterion: Callable[[Tensor], Tensor]

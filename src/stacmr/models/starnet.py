@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from stacmr.models.base import ImageBatch, config_range
+from stacmr.models.base import DataDims, ImageBatch, config_range
 from stacmr.models.layers import GraphReasoning, MaskedBatchNorm1d, l2norm, masked_mean
 from stacmr.models.registry import register
 from stacmr.models.vsrn import Vsrn, VsrnConfig
@@ -31,22 +31,23 @@ class StarnetConfig(VsrnConfig):
     fusion: Literal["product_residual", "sum"]  # product_residual: v ⊙ t + v (release); sum: v + t
 
 
-@register("starnet", StarnetConfig)
+@register("starnet")
 class Starnet(Vsrn):
-    """STARNet. `ocr_slots` (T) sizes the per-slot BatchNorm, so batches must have exactly T OCR slots."""
+    """STARNet. `dims.ocr_slots` (T) sizes the per-slot BatchNorm, so batches must have exactly T OCR slots."""
 
+    label = "STARNet"
+    scene_text = True
+    config_class = StarnetConfig
     config: StarnetConfig
 
-    def __init__(
-        self, config: StarnetConfig, *, vocab_size: int, region_dim: int, ocr_dim: int, ocr_slots: int
-    ) -> None:
-        super().__init__(config, vocab_size=vocab_size, region_dim=region_dim, ocr_dim=ocr_dim, ocr_slots=ocr_slots)
+    def __init__(self, config: StarnetConfig, dims: DataDims) -> None:
+        super().__init__(config, dims)
         dim = config.embed_dim
         # Release `bn_scene_text = nn.BatchNorm1d(text_number)` on (B, T, E_ocr): the slots are the channels, each
         # normalised over the batch and the vector dims. Here over the real tokens only (the release averaged its
         # zero padding into the statistics).
-        self.ocr_norm = MaskedBatchNorm1d(ocr_slots)
-        self.ocr_fc = nn.Linear(ocr_dim, dim)
+        self.ocr_norm = MaskedBatchNorm1d(dims.ocr_slots)
+        self.ocr_fc = nn.Linear(dims.ocr_dim, dim)
         self.text_graph = nn.ModuleList(GraphReasoning(dim) for _ in range(config.text_gcn_layers))
 
     def text_vector(self, images: ImageBatch) -> Tensor:

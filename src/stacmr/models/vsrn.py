@@ -17,11 +17,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from stacmr.features.vocab import PAD
 from stacmr.losses import caption_generation_loss
-from stacmr.models.base import CaptionBatch, ImageBatch, RetrievalModel, WordInit, config_range
-from stacmr.models.layers import CaptionDecoder, CaptionEncoder, GraphReasoning, l2norm, teacher_forcing
+from stacmr.models.base import CaptionBatch, DataDims, ImageBatch, RetrievalModel, WordInit, config_range
+from stacmr.models.layers import CaptionEncoder, GraphReasoning, l2norm, masked_mean
 from stacmr.models.registry import register
+from stacmr.tokens import END, PAD, START
 
 
 @dataclass(frozen=True)
@@ -43,24 +43,78 @@ class VsrnConfig:
     data_name: Literal["precomp", "f30k_precomp"]
 
 
-@register("vsrn", VsrnConfig)
-class Vsrn(RetrievalModel):
-    """VSRN. `ocr_dim` and `ocr_slots` are unused (no scene text): every family takes the same data dimensions."""
+def teacher_forcing(tokens: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+    """Decoder inputs and targets of captions: tokens (B, L), lengths (B,) → inputs (B, L+1) = <start> w1 .. wn,
+    targets (B, L+1) = w1 .. wn <end>, both padded with <pad> (whatever `tokens` holds past `lengths`)."""
+    b, length = tokens.shape
+    words = torch.where(torch.arange(length, device=tokens.device)[None, :] < lengths[:, None], tokens, PAD)
+    inputs = torch.cat([words.new_full((b, 1), START), words], dim=1)
+    targets = torch.cat([words, words.new_full((b, 1), PAD)], dim=1).scatter(1, lengths[:, None], END)
+    return inputs, targets
 
-    def __init__(self, config: VsrnConfig, *, vocab_size: int, region_dim: int, ocr_dim: int, ocr_slots: int) -> None:
+
+class CaptionDecoder(nn.Module):
+    """VSRN's caption generator (its auxiliary loss): a GRU that reads the previous word and an attention context
+    over the reasoned regions, and predicts the next word.
+
+    Attention is additive (Bahdanau), as the release's `Attention`: score_r = wᵀ tanh(K r + H h) with the hidden
+    state before the step, softmax over the real regions. The initial state is Linear(mean of the real regions).
+    The release instead ran a second GRU over the regions (`EncoderRNN`, 2048 → 512) for the initial state and the
+    attended memory; this attends the reasoned regions directly. Dropout acts on the GRU output before the word
+    classifier.
+    """
+
+    def __init__(self, vocab_size: int, region_dim: int, word_dim: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, word_dim, padding_idx=PAD)
+        self.init_hidden = nn.Linear(region_dim, hidden)
+        self.attend_regions = nn.Linear(region_dim, hidden)
+        self.attend_hidden = nn.Linear(hidden, hidden, bias=False)
+        self.attend_score = nn.Linear(hidden, 1, bias=False)
+        self.cell = nn.GRUCell(word_dim + region_dim, hidden)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden, vocab_size)
+        nn.init.xavier_normal_(self.out.weight)  # release: DecoderRNN._init_weights
+
+    def forward(self, regions: Tensor, region_mask: Tensor, inputs: Tensor) -> Tensor:
+        """regions (B, R, E), region_mask (B, R), inputs (B, S) word ids (teacher forcing) → logits (B, S, V)."""
+        keys = self.attend_regions(regions)  # (B, R, H), once for every step
+        # finfo.min, not -inf: a softmax over finite scores stays finite even for a row with no real region.
+        hide = torch.finfo(keys.dtype).min
+        hidden = self.init_hidden(masked_mean(regions, region_mask))
+        words = self.embed(inputs)
+        states = []
+        for step in range(inputs.shape[1]):
+            scores = self.attend_score(torch.tanh(keys + self.attend_hidden(hidden)[:, None, :])).squeeze(-1)
+            weights = torch.softmax(scores.masked_fill(~region_mask, hide), dim=-1)  # (B, R)
+            context = torch.bmm(weights[:, None, :], regions).squeeze(1)  # (B, E)
+            hidden = self.cell(torch.cat([words[:, step], context], dim=-1), hidden)
+            states.append(hidden)
+        return self.out(self.dropout(torch.stack(states, dim=1)))
+
+
+@register("vsrn")
+class Vsrn(RetrievalModel):
+    """VSRN, on the visual regions only."""
+
+    label = "VSRN"
+    scene_text = False
+    config_class = VsrnConfig
+
+    def __init__(self, config: VsrnConfig, dims: DataDims) -> None:
         super().__init__()
         self.config = config
         dim = config.embed_dim
-        self.region_fc = nn.Linear(region_dim, dim)
+        self.region_fc = nn.Linear(dims.region_dim, dim)
         # Release `init_weights`: Xavier-uniform weights, zero bias.
-        bound = math.sqrt(6.0) / math.sqrt(region_dim + dim)
+        bound = math.sqrt(6.0) / math.sqrt(dims.region_dim + dim)
         nn.init.uniform_(self.region_fc.weight, -bound, bound)
         nn.init.zeros_(self.region_fc.bias)
         self.region_graph = nn.ModuleList(GraphReasoning(dim) for _ in range(config.gcn_layers))
         self.region_gru = nn.GRU(dim, dim, batch_first=True)
-        self.caption_encoder = CaptionEncoder(vocab_size, config.word_dim, dim)
+        self.caption_encoder = CaptionEncoder(dims.vocab_size, config.word_dim, dim)
         self.caption_decoder = CaptionDecoder(
-            vocab_size, dim, config.caption_word_dim, config.caption_hidden, config.caption_dropout
+            dims.vocab_size, dim, config.caption_word_dim, config.caption_hidden, config.caption_dropout
         )
         self.image_norm = nn.BatchNorm1d(dim) if config.data_name == "f30k_precomp" else None
 

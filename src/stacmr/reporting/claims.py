@@ -12,7 +12,7 @@ Claims file:
            and for kind `gap` a second split `than`: the better−worse gap on `split` exceeds the gap on `than`.
 
 Verdicts. A number: "reproduced" when the paper's value lies in our 95% CI, "within tolerance" when it is within
-`report.tolerance` points (six times that for rsum, which sums six recalls), else "not reproduced"; "not
+`report.tolerance` points (rsum: that times its terms, six recalls), else "not reproduced"; "not
 comparable" when our run is on synthetic data (its absolute numbers mean nothing for the paper's) or has no
 counterpart. A direction: "reproduced" when ours points the same way and the seed-aware test says p < `report.alpha`
 (for a gap: the gap is larger on `split` than on `than`, and significant on `split`); else "not reproduced". The test
@@ -28,15 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
+from stacmr.data.sources import TEST_SPLITS, split_label
 from stacmr.errors import StacmrError
-from stacmr.evaluation.metrics import RECALL_KS
+from stacmr.evaluation.metrics import CI_KEYS, RECALL_KS, RSUM, RSUM_TERMS
 from stacmr.params import ReportParams
 from stacmr.reporting.comparison import seed_difference
-from stacmr.reporting.labels import split_label
-from stacmr.reporting.results import METRIC_KEYS, Results
+from stacmr.reporting.results import Results
 from stacmr.reporting.seeds import SeedRuns
+from stacmr.yamlfile import read_yaml
 
 REPRODUCED = "reproduced"
 WITHIN_TOLERANCE = "within tolerance"
@@ -105,8 +104,9 @@ def _number(value: Any, where: str) -> float:
 
 
 def _split(value: Any, where: str) -> str:
-    if value not in ("dev", "test"):
-        raise StacmrError(f"{where}: split must be dev (CTC-1K) or test (CTC-5K), got {value!r}")
+    if value not in TEST_SPLITS:
+        named = " or ".join(f"{split} ({split_label(split)})" for split in TEST_SPLITS)
+        raise StacmrError(f"{where}: split must be {named}, got {value!r}")
     return value
 
 
@@ -145,8 +145,8 @@ def _numbers(path: Path, i: int, entry: dict, sources: dict[str, str]) -> list[N
 def _direction(path: Path, i: int, entry: dict, sources: dict[str, str]) -> DirectionClaim:
     where = f"{path}: directions[{i}]"
     metric = _need(entry, "metric", where)
-    if metric not in METRIC_KEYS:
-        raise StacmrError(f"{where}: metric must be one of {list(METRIC_KEYS)}, got {metric!r}")
+    if metric not in CI_KEYS:
+        raise StacmrError(f"{where}: metric must be one of {list(CI_KEYS)}, got {metric!r}")
     if _need(entry, "source", where) not in sources:
         raise StacmrError(f"{where}: source {entry['source']!r} is not a key of `sources`")
     than = entry.get("than")
@@ -159,12 +159,7 @@ def _direction(path: Path, i: int, entry: dict, sources: dict[str, str]) -> Dire
 
 def load_claims(path: Path) -> Claims:
     """Parse and validate the claims file; a problem is one StacmrError naming the file and the entry."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise StacmrError(f"{path}: cannot read claims file: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise StacmrError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    raw = read_yaml(path, "claims file")
     if not isinstance(raw, dict) or set(raw) != {"sources", "numbers", "directions"}:
         raise StacmrError(f"{path}: expected exactly the keys sources, numbers, directions")
     if not isinstance(raw["sources"], dict):
@@ -194,7 +189,7 @@ def _check_number(claim: NumberClaim, results: Results, report: ReportParams) ->
     if results.params.data.source == "synthetic":
         note = f"{ours.ablation} on synthetic data: absolute numbers are not comparable to the paper's"
         return Verdict(**base, **numbers, verdict=NOT_COMPARABLE, note=note)
-    tolerance = report.tolerance * (len(METRIC_KEYS) - 1 if claim.metric == "rsum" else 1)
+    tolerance = report.tolerance * (len(RSUM_TERMS) if claim.metric == RSUM else 1)
     if low <= claim.value <= high:
         verdict = REPRODUCED
     elif abs(value - claim.value) <= tolerance:

@@ -8,14 +8,15 @@ Reads the saved per-query ranks through `Results.ranks` and `SeedRuns.ranks`.
 from __future__ import annotations
 
 from stacmr.errors import StacmrError
+from stacmr.evaluation.metrics import CI_KEYS
 from stacmr.evaluation.statistics import SeedDifference, paired_test, seed_test
-from stacmr.reporting.results import METRIC_KEYS, Results
+from stacmr.reporting.results import Results
 from stacmr.reporting.seeds import SeedRuns
 
 
 def _check(metric: str) -> None:
-    if metric not in METRIC_KEYS:
-        raise StacmrError(f"comparison: unknown metric {metric!r} (one of {list(METRIC_KEYS)})")
+    if metric not in CI_KEYS:
+        raise StacmrError(f"comparison: unknown metric {metric!r} (one of {list(CI_KEYS)})")
 
 
 def paired_difference(

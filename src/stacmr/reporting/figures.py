@@ -21,9 +21,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from stacmr.atomic import atomic_path
+from stacmr.data.sources import split_label
 from stacmr.evaluation.metrics import RECALL_KS
 from stacmr.reporting.history import History
-from stacmr.reporting.labels import split_label
 from stacmr.reporting.qualitative import Query
 from stacmr.reporting.results import Results
 

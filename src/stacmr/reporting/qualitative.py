@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stacmr.data.sources import CTC
 from stacmr.errors import StacmrError
 from stacmr.features.store import FeatureStore, store_file
 from stacmr.reporting.results import Results
@@ -61,14 +62,14 @@ def caption_queries(results: Results, features_dir: Path) -> list[Query]:
     picks = [(int(j), label[aware]) for j in favours_aware[: n - n // 2]]
     taken = {j for j, _ in picks}
     picks += [(int(j), label[visual]) for j in favours_visual if int(j) not in taken][: n // 2]
-    with FeatureStore(store_file(features_dir, f"ctc/{split}")) as store:
+    with FeatureStore(store_file(features_dir, CTC.store(split))) as store:
         captions = store["captions"].asstr()[:]
         image_ids = store["image_ids"].asstr()[:]
         tokens = store["ocr_tokens"].asstr()[:]
         mask = store["ocr_mask"][:]
     per_image = captions.shape[1]
     if len(t2i_aware) != captions.size:
-        path = store_file(features_dir, f"ctc/{split}")
+        path = store_file(features_dir, CTC.store(split))
         raise StacmrError(f"{path}: {captions.size} captions but the ranks have {len(t2i_aware)} (stale ranks?)")
 
     def hit(image: int, gt: int) -> Hit:

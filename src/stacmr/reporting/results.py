@@ -16,13 +16,12 @@ from typing import Any
 import numpy as np
 
 from stacmr.checksum import sha256_file
+from stacmr.data.sources import train_data_label
 from stacmr.errors import StacmrError
-from stacmr.evaluation.metrics import RECALL_KEYS
+from stacmr.evaluation.metrics import CI_KEYS
 from stacmr.jsonfile import read_json
+from stacmr.models import family_class
 from stacmr.params import Params
-from stacmr.reporting.labels import family, train_data_label
-
-METRIC_KEYS = (*RECALL_KEYS, "rsum")
 
 
 @dataclass(frozen=True)
@@ -38,11 +37,11 @@ class Evaluated:
 
     @property
     def label(self) -> str:
-        return family(self.family).label
+        return family_class(self.family).label
 
     @property
     def scene_text(self) -> bool:
-        return family(self.family).scene_text
+        return family_class(self.family).scene_text
 
     @property
     def method(self) -> str:
@@ -88,7 +87,7 @@ def read_ranks(path: Path, ablation: str, split: str) -> dict[str, np.ndarray]:
 
 
 def _check_metrics(path: Path, metrics: dict[str, Any]) -> None:
-    for key in METRIC_KEYS:
+    for key in CI_KEYS:
         if not isinstance(metrics.get(key), int | float):
             raise StacmrError(f"{path}: metric {key!r} missing or not a number")
         ci = metrics.get("ci95", {}).get(key)
@@ -106,7 +105,6 @@ def load_results(params: Params, metrics_dir: Path, models_dir: Path, ranks_dir:
         except FileNotFoundError:
             raise StacmrError(f"{checkpoint}: no checkpoint (run `dvc repro train@{ablation}`)") from None
         spec = params.ablations[ablation]
-        family(spec.family)  # an unlabelled family stops here, before any table is half made
         for split in params.evaluate.splits:
             path = metrics_dir / ablation / f"{split}.json"
             metrics = read_json(path, "metrics file (`dvc repro` writes it)")

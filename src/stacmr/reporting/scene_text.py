@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from stacmr.data.sources import CTC, split_label
 from stacmr.errors import StacmrError
 from stacmr.evaluation.headroom import VARIANTS
 from stacmr.evaluation.statistics import Ranks, image_hits, image_weights
@@ -30,7 +31,6 @@ from stacmr.features.neighbours import AGREEMENT_FILE
 from stacmr.jsonfile import read_json
 from stacmr.params import ReportParams
 from stacmr.reporting.comparison import paired_difference
-from stacmr.reporting.labels import split_label
 from stacmr.reporting.render import Table
 from stacmr.reporting.results import Results
 
@@ -170,7 +170,7 @@ def reading_table(results: Results, neighbours_dir: Path) -> Table:
     ]
     if agreement:
         notes.append("Visual clusters vs true groups: " + "; ".join(
-            f"{split_label(name.split('/')[-1]) if name.startswith('ctc/') else name}: neighbour precision "
+            f"{split_label(name.split('/')[-1]) if name.split('/')[0] == CTC.name else name}: neighbour precision "
             f"{a['neighbour_precision']:.2f}, cluster purity {a['cluster_purity']:.2f}, group recall "
             f"{a['group_recall']:.2f}" for name, a in sorted(agreement.items())))  # fmt: skip
     return Table('"Does it read?" diagnostics', long, pd.DataFrame(wide), tuple(notes))

@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from stacmr.data.sources import split_label
+from stacmr.evaluation.metrics import CI_KEYS
 from stacmr.evaluation.statistics import Ranks
 from stacmr.jsonfile import read_json
-from stacmr.reporting.labels import split_label
 from stacmr.reporting.render import Table
-from stacmr.reporting.results import METRIC_KEYS, Results, read_ranks
+from stacmr.reporting.results import Results, read_ranks
 
 REPLICATES = "replicates"  # the replicates' folder under the metrics, ranks and plots folders
 
@@ -79,14 +80,14 @@ def seed_table(results: Results, runs: dict[tuple[str, str], SeedRuns]) -> Table
         ours = results.get(ablation, split)
         row: dict[str, Any] = {"split": split_label(split), "method": ours.method, "ablation": ablation,
                                "seeds": len(r.seeds)}  # fmt: skip
-        for key in METRIC_KEYS:
+        for key in CI_KEYS:
             row[f"{key}_mean"], row[f"{key}_sd"] = r.mean_sd(key)
         row.update({f"rsum_seed{s}": v for s, v in zip(r.seeds, r.values("rsum"), strict=True)})
         rows.append(row)
     long = pd.DataFrame(rows)
     wide = pd.DataFrame([
         {"split": row["split"], "method": row["method"], "seeds": row["seeds"],
-         **{key: f"{row[f'{key}_mean']:.1f} ± {row[f'{key}_sd']:.1f}" for key in METRIC_KEYS}}
+         **{key: f"{row[f'{key}_mean']:.1f} ± {row[f'{key}_sd']:.1f}" for key in CI_KEYS}}
         for row in rows
     ])  # fmt: skip
     notes = (

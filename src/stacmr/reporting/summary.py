@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 
 from stacmr.atomic import write_text
+from stacmr.data.sources import split_label
 from stacmr.errors import StacmrError
 from stacmr.jsonfile import read_json
-from stacmr.reporting.labels import split_label
 from stacmr.reporting.results import Results
 
 SPLIT_KEYS = ("rsum", "i2t_r1", "t2i_r1")

@@ -17,8 +17,8 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from stacmr.data.sources import split_label
 from stacmr.errors import StacmrError
-from stacmr.reporting.labels import split_label
 
 NOISE = "synthetic.ocr_char_error"
 COLUMNS = ("ocr_char_error", "experiment", "ablation", "split", "rsum", "within_group", "ocr_swap")

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import pandas as pd
 
+from stacmr.data.sources import split_label, train_data_label
+from stacmr.evaluation.metrics import CI_KEYS, METRICS, RSUM
 from stacmr.params import ReportParams
 from stacmr.reporting.claims import Claims
 from stacmr.reporting.comparison import paired_difference
-from stacmr.reporting.labels import split_label, train_data_label
 from stacmr.reporting.render import Table
-from stacmr.reporting.results import METRIC_KEYS, Results
+from stacmr.reporting.results import Results
 
-METRIC_LABELS = {
-    **{f"{d}_r{k}": f"{arrow} R@{k}" for d, arrow in (("i2t", "i→t"), ("t2i", "t→i")) for k in (1, 5, 10)},
-    "rsum": "rsum",
-}
+METRIC_LABELS = {**{m.name: m.label for m in METRICS}, RSUM: RSUM}
 
 
 def _num(value: float | None) -> str:
@@ -51,7 +49,7 @@ def main_table(results: Results, claims: Claims) -> Table:
             ours = results.get(ablation, split)
             names = sorted(m for a, m in methods if a == ablation) or [None]
             for name in names:
-                for metric in METRIC_KEYS:
+                for metric in CI_KEYS:
                     low, high = ours.ci(metric)
                     rows.append({
                         "method": ours.method, "paper_row": name, "ablation": ablation,
@@ -64,7 +62,7 @@ def main_table(results: Results, claims: Claims) -> Table:
         for ablation, name in sorted(methods, key=lambda m: m[1]):
             if ablation in evaluated or (ablation, name, split, "rsum") not in paper:
                 continue
-            for metric in METRIC_KEYS:
+            for metric in CI_KEYS:
                 rows.append({
                     "method": f"{name} (paper only)", "paper_row": name, "ablation": None, "train_data": None,
                     "split": split_label(split), "metric": metric, "paper": paper[ablation, name, split, metric],

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from stacmr.atomic import write_text
+from stacmr.evaluation.metrics import RSUM_TERMS
 from stacmr.jsonfile import read_json
 from stacmr.params import ReportParams
 from stacmr.reporting.claims import NOT_COMPARABLE, NOT_REPRODUCED, REPRODUCED, WITHIN_TOLERANCE, Verdict
@@ -37,7 +38,7 @@ def meaning(data_source: str, report: ReportParams) -> str:
     return (
         "These results come from the real CTC data: absolute numbers are comparable to the paper's. A published "
         f'number is "reproduced" when it lies in our 95% bootstrap CI, "within tolerance" when it is within '
-        f'{report.tolerance:g} points (rsum: {6 * report.tolerance:g}), else "not reproduced". {test}'
+        f'{report.tolerance:g} points (rsum: {len(RSUM_TERMS) * report.tolerance:g}), else "not reproduced". {test}'
     )
 
 

@@ -6,7 +6,8 @@ import argparse
 import logging
 import os
 
-from stacmr.params import Params, load_params
+from stacmr.models import check_models
+from stacmr.params import Params, ParamsError, load_params
 
 log = logging.getLogger("stacmr")
 
@@ -17,9 +18,19 @@ def parser(stage: str, description: str) -> argparse.ArgumentParser:
     return p
 
 
+def load_checked_params(path: str | os.PathLike) -> Params:
+    """`load_params`, then the model families' settings (`stacmr.models.check_models`), named with the file too."""
+    params = load_params(path)
+    try:
+        return check_models(params)
+    except ParamsError as exc:
+        raise ParamsError(f"{path}: {exc}") from None
+
+
 def start(stage: str, args: argparse.Namespace) -> Params:
-    """Validate params (before any I/O) and log where and under which DVC stage this runs."""
-    params = load_params(args.params)
+    """Validate params, the families' settings included (before any I/O), and log where and under which DVC stage
+    this runs."""
+    params = load_checked_params(args.params)
     log.info(
         "stage %s (DVC_STAGE=%s, DVC_ROOT=%s)", stage, os.environ.get("DVC_STAGE", "-"), os.environ.get("DVC_ROOT", "-")
     )

@@ -13,8 +13,9 @@ import yaml
 
 from stacmr.atomic import write_text
 from stacmr.errors import StacmrError
-from stacmr.params import ParamsError, load_params, parse_params
-from stacmr.stages.common import log, parser
+from stacmr.models import check_models
+from stacmr.params import ParamsError, parse_params
+from stacmr.stages.common import load_checked_params, log, parser
 
 
 def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     p = parser("configure", __doc__)
     p.add_argument("overlay", type=Path, help="a partial params file whose values win")
     args = p.parse_args(argv)
-    load_params(args.params)
+    load_checked_params(args.params)
     try:
         base = yaml.safe_load(Path(args.params).read_text(encoding="utf-8"))
         overlay = yaml.safe_load(args.overlay.read_text(encoding="utf-8"))
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         raise StacmrError(f"{args.overlay}: expected a mapping of params sections")
     merged = merge(base, overlay)
     try:
-        parse_params(merged)
+        check_models(parse_params(merged))
     except ParamsError as exc:
         raise ParamsError(f"{args.overlay} applied to {args.params}: {exc}") from None
     write_text(args.params, yaml.safe_dump(merged, sort_keys=False, allow_unicode=True))

@@ -12,14 +12,15 @@ import numpy as np
 
 from stacmr.atomic import atomic_path, write_text
 from stacmr.checksum import sha256_file
+from stacmr.data.sources import CTC
 from stacmr.errors import StacmrError
-from stacmr.evaluation.evaluate import evaluate_split
+from stacmr.evaluation.evaluate import Bootstrap, Budget, evaluate_split
 from stacmr.evaluation.reading import reading_diagnostics
 from stacmr.features.neighbours import load_neighbours, load_true_groups, neighbours_file
 from stacmr.features.store import FeatureStore, store_file
 from stacmr.stages.common import log, parser, start
 from stacmr.tracking import EXPERIMENT, Tracker, checkpoint_run
-from stacmr.training.checkpoint import check_store_fits, load_checkpoint, rebuild_model
+from stacmr.training.checkpoint import BestCheckpoint, check_store_fits, load_checkpoint, rebuild_model
 from stacmr.training.device import resolve_device
 
 
@@ -37,25 +38,23 @@ def main(argv: list[str] | None = None) -> None:
     if args.split not in params.evaluate.splits:
         raise StacmrError(f"--split {args.split!r}: not in params.yaml evaluate.splits {list(params.evaluate.splits)}")
     checkpoint = args.models / "best.pt"
-    state = load_checkpoint(checkpoint)
-    model, vocab = rebuild_model(state)
+    best = load_checkpoint(checkpoint, BestCheckpoint)
+    model, vocab = rebuild_model(best)
     device = resolve_device(params.train.device)
     model.to(device)
     e = params.evaluate
-    max_words = state["spec"]["train"]["max_caption_words"]
-    name = f"ctc/{args.split}"
+    max_words = best.spec.max_caption_words
+    name = CTC.store(args.split)
     groups = {"visual": load_neighbours(neighbours_file(args.neighbours, name))["cluster"]}
     groups.update(load_true_groups(args.neighbours, name))
     with FeatureStore(store_file(args.features, name)) as store:
-        check_store_fits(store, state["spec"]["dims"], f"checkpoint {checkpoint}")
+        check_store_fits(store, best.spec.dims, f"checkpoint {checkpoint}")
         metrics, ranks = evaluate_split(
-            model, store, vocab, max_words, device,
-            e.max_block_mb << 20, e.finegrained_tile_mb << 20, e.finegrained_matrix_mb << 20,
-            e.bootstrap_resamples, e.seed, e.top_k,
-        )  # fmt: skip
+            model, store, vocab, max_words, device, Budget.from_params(e), Bootstrap.from_params(e), e.top_k
+        )
         reading = {kind: reading_diagnostics(model, store, vocab, max_words, device, g) for kind, g in groups.items()}
-    metrics = {"ablation": args.ablation, "seed": state["spec"]["train"]["seed"], "split": args.split,
-               "checkpoint_epoch": state["epoch"], **metrics, "reading": reading}  # fmt: skip
+    metrics = {"ablation": args.ablation, "seed": best.spec.seed, "split": args.split,
+               "checkpoint_epoch": best.epoch, **metrics, "reading": reading}  # fmt: skip
     write_text(args.metrics, json.dumps(metrics, indent=2) + "\n")
     args.ranks.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.ranks) as tmp, open(tmp, "wb") as f:
@@ -65,6 +64,6 @@ def main(argv: list[str] | None = None) -> None:
         with Tracker(EXPERIMENT, args.ablation, run_id=run_id) as tracker:
             flat = {k: v for k, v in metrics.items() if isinstance(v, float)}
             flat.update({f"explicit_{k}": v for k, v in metrics.get("explicit", {}).items() if isinstance(v, float)})
-            tracker.log_metrics({f"{args.split}_{k}": v for k, v in flat.items()}, step=state["epoch"])
+            tracker.log_metrics({f"{args.split}_{k}": v for k, v in flat.items()}, step=best.epoch)
     log.info("%s on %s: rsum %.1f (explicit %.1f)", args.ablation, args.split, metrics["rsum"],
              metrics.get("explicit", {}).get("rsum", float("nan")))  # fmt: skip

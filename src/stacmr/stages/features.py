@@ -7,11 +7,12 @@ from pathlib import Path
 from stacmr.atomic import atomic_dir
 from stacmr.data.annotations import ANNOTATIONS_FILE, read_annotation_info, read_annotations
 from stacmr.data.release import check_sizes_agree, ocr_feats_file, read_split
+from stacmr.data.sources import SOURCES
 from stacmr.errors import StacmrError
 from stacmr.features.build import build_store, training_text
 from stacmr.features.ocr_embedding import FASTTEXT_FILE, OcrEmbedder
 from stacmr.features.store import store_file
-from stacmr.params import SOURCE_SPLITS, params_dict
+from stacmr.params import params_dict
 from stacmr.stages.common import log, parser, start
 
 
@@ -22,11 +23,11 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     params = start("features", args)
     # open and validate every input before the first output is made
-    annotations = {source: read_annotations(args.raw / source / ANNOTATIONS_FILE) for source in SOURCE_SPLITS}
+    annotations = {s.name: read_annotations(args.raw / s.name / ANNOTATIONS_FILE) for s in SOURCES}
     releases = {
-        f"{source}/{split}": read_split(args.raw / source, split, params.data.captions_per_image)
-        for source, splits in SOURCE_SPLITS.items()
-        for split in splits
+        source.store(split): read_split(args.raw / source.name, split, params.data.captions_per_image)
+        for source in SOURCES
+        for split in source.split_names
     }
     check_sizes_agree(args.raw)
     producer = {"data": params_dict(params.data), "features": params_dict(params.features)}

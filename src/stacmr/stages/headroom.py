@@ -10,15 +10,15 @@ from pathlib import Path
 import numpy as np
 
 from stacmr.atomic import atomic_path, write_text
+from stacmr.data.sources import VALIDATION
 from stacmr.evaluation.encode import encode_store
+from stacmr.evaluation.evaluate import Budget
 from stacmr.evaluation.headroom import VARIANTS, control_weight, evaluate_control
 from stacmr.evaluation.textmatch import store_text, text_match
 from stacmr.features.store import FeatureStore, store_file
 from stacmr.stages.common import log, parser, start
-from stacmr.training.checkpoint import check_store_fits, load_checkpoint, rebuild_model
+from stacmr.training.checkpoint import BestCheckpoint, check_store_fits, load_checkpoint, rebuild_model
 from stacmr.training.device import resolve_device
-
-VALIDATION = "ctc/val"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,17 +30,18 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     params = start("headroom", args)
     baseline, e, h = params.report.baseline, params.evaluate, params.headroom
-    budgets = (e.max_block_mb << 20, e.finegrained_tile_mb << 20, e.finegrained_matrix_mb << 20)
+    budget = Budget.from_params(e)
+    budgets = (budget.block_bytes, budget.tile_bytes, budget.matrix_bytes)
     checkpoint = args.models / baseline / "best.pt"
-    state = load_checkpoint(checkpoint)
-    model, vocab = rebuild_model(state)
+    best = load_checkpoint(checkpoint, BestCheckpoint)
+    model, vocab = rebuild_model(best)
     device = resolve_device(params.train.device)
     model.to(device)
-    max_words = state["spec"]["train"]["max_caption_words"]
+    max_words = best.spec.max_caption_words
 
     def encoded(name: str) -> tuple:
         with FeatureStore(store_file(args.features, name)) as store:
-            check_store_fits(store, state["spec"]["dims"], f"checkpoint {checkpoint}")
+            check_store_fits(store, best.spec.dims, f"checkpoint {checkpoint}")
             return encode_store(model, store, vocab, max_words, device), store_text(store)
 
     val, (val_ocr, val_captions) = encoded(VALIDATION)

@@ -11,6 +11,7 @@ import numpy as np
 
 from stacmr.atomic import atomic_dir
 from stacmr.data.annotations import ANNOTATIONS_FILE, read_annotations
+from stacmr.data.sources import SOURCES, TRAINSET, store_names
 from stacmr.features.neighbours import (
     AGREEMENT_FILE,
     agreement,
@@ -21,7 +22,7 @@ from stacmr.features.neighbours import (
     visual_neighbours,
 )
 from stacmr.features.store import FeatureStore, store_file
-from stacmr.params import SOURCE_SPLITS, params_dict
+from stacmr.params import params_dict
 from stacmr.stages.common import log, parser, start
 
 
@@ -34,9 +35,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     params = start("neighbours", args)
     nb = params.neighbours
-    stores = {f"{s}/{split}": store_file(args.features, f"{s}/{split}") for s, splits in SOURCE_SPLITS.items()
-              for split in splits} | {"trainset": args.trainset}  # fmt: skip
-    annotations = {source: read_annotations(args.raw / source / ANNOTATIONS_FILE) for source in SOURCE_SPLITS}
+    stores = {name: store_file(args.features, name) for name in store_names()} | {TRAINSET: args.trainset}
+    annotations = {s.name: read_annotations(args.raw / s.name / ANNOTATIONS_FILE) for s in SOURCES}
     true_groups, agreements = {}, {}
     with atomic_dir(args.out) as out:
         for name, path in stores.items():
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
                 cluster = clusters(neighbours, similarity, nb.cluster_size)
                 ids = list(store["image_ids"].asstr()[:])
             save_neighbours(neighbours_file(out, name), neighbours, similarity, cluster, params_dict(nb))
-            if name == "trainset":
+            if name == TRAINSET:
                 continue
             source, split = name.split("/")
             groups = [annotations[source][split, image_id].group for image_id in ids]

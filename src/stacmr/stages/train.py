@@ -4,31 +4,30 @@ stages and the report find it."""
 
 from __future__ import annotations
 
-import json
-import platform
 import resource
 import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from stacmr.atomic import write_text
-from stacmr.checksum import package_source_sha256, sha256_file
+from stacmr.checksum import sha256_file
+from stacmr.data.sources import VALIDATION
 from stacmr.errors import StacmrError
-from stacmr.features.neighbours import load_neighbours, neighbours_file
+from stacmr.evaluation.evaluate import Budget
+from stacmr.features.neighbours import neighbours_file
 from stacmr.features.ocr_embedding import fasttext_model_path
 from stacmr.features.store import FeatureStore, store_file
 from stacmr.features.vocab import Vocabulary
-from stacmr.models import build_model
-from stacmr.params import params_dict
+from stacmr.models import build_model, model_config
 from stacmr.stages.common import log, parser, start
 from stacmr.tracking import CHECKPOINT_TAG, EXPERIMENT, Tracker, extraction_tags, provenance_tags
+from stacmr.training.checkpoint import data_dims
 from stacmr.training.device import resolve_device
-from stacmr.training.loop import BEST, RunSpec, fit, selection_score
+from stacmr.training.loop import BEST, Learner, Outputs, TrainingData, fit
+from stacmr.training.run import best_row, metrics_json, run_params, run_spec, run_tags, training_clusters
 from stacmr.training.word_init import initialise_word_vectors, ocr_fasttext_word_vectors
-
-VALIDATION = "ctc/val"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.seed is not None and args.seed < 0:
         raise StacmrError(f"--seed {args.seed}: must be >= 0")
     ablation = params.ablations[args.ablation]
-    config = params.model_config(args.ablation)
+    config = model_config(params, args.ablation)
     train_params = params.train_params(args.ablation)
     if args.seed is not None:
         train_params = replace(train_params, seed=args.seed)  # in the run spec: the checkpoint records it
@@ -59,65 +58,39 @@ def main(argv: list[str] | None = None) -> None:
     vocab = Vocabulary.load(args.vocab)
     train_path = args.trainset if ablation.train_data == "trainset" else store_file(args.features, ablation.train_data)
     with FeatureStore(train_path) as train_store, FeatureStore(store_file(args.features, VALIDATION)) as val_store:
-        data = {
-            ablation.train_data: sha256_file(train_path),
-            VALIDATION: sha256_file(val_store.path),
-            "vocab": sha256_file(args.vocab),
-        }
+        inputs = {ablation.train_data: train_path, VALIDATION: val_store.path, "vocab": args.vocab}
         clusters = None
         if train_params.sampler == "visual_neighbours":
-            neighbours_path = neighbours_file(args.neighbours, ablation.train_data)
-            clusters = load_neighbours(neighbours_path)["cluster"]
-            if len(clusters) != len(train_store):
-                raise StacmrError(f"{neighbours_path}: {len(clusters)} images, the store {train_path} has "
-                                  f"{len(train_store)}: rerun `dvc repro neighbours`")  # fmt: skip
-            data["neighbours"] = sha256_file(neighbours_path)
-        sizes = train_store.sizes
-        dims = {"region_dim": sizes["D"], "ocr_dim": sizes["E"], "ocr_slots": sizes["T"], "vocab_size": len(vocab)}
+            inputs["neighbours"] = neighbours_file(args.neighbours, ablation.train_data)
+            clusters = training_clusters(inputs["neighbours"], train_store)
+        dims = data_dims(train_store, vocab)
         torch.manual_seed(train_params.seed)
-        model = build_model(ablation.family, config, **dims).to(device)
+        model = build_model(ablation.family, config, dims).to(device)
         word_init = {"source": "random"}
         if config.word_init == "ocr_fasttext":
             fasttext_path = fasttext_model_path(args.features, params.features.fasttext)
             vectors, word_init = ocr_fasttext_word_vectors(vocab, fasttext_path, config.word_dim)
             initialise_word_vectors(model, vectors)
-        code = package_source_sha256()
-        spec = RunSpec(ablation.family, asdict(config), dims, params_dict(train_params), data, word_init, code)
+        spec = run_spec(ablation.family, config, dims, train_params, inputs, word_init)
         args.out.mkdir(parents=True, exist_ok=True)
         with Tracker(EXPERIMENT, f"{args.ablation} s{train_params.seed}") as tracker:
-            tracker.log_params(
-                {"ablation": asdict(ablation), "model": asdict(config), "train": spec.train, "dims": dims}
+            tracker.log_params(run_params(ablation, spec))
+            tracker.set_tags(
+                {**provenance_tags(), **run_tags(args.ablation, ablation, spec, params.data.source, device)}
             )
-            tags = {
-                "ablation": args.ablation,
-                "family": ablation.family,
-                "data.source": params.data.source,
-                "train_data": ablation.train_data,
-                "device": str(device),
-                "seed": str(train_params.seed),
-                "platform": platform.platform(),
-                "sha256.code": code,
-            }
-            tracker.set_tags({**provenance_tags(), **tags, **{f"sha256.{k}": v for k, v in data.items()}})
             tracker.set_tags(extraction_tags({**train_store.extraction, **val_store.extraction}))
             history = fit(
-                model,
-                spec,
+                Learner.start(spec, model, train_params, device),
                 train_params,
-                train_store,
-                val_store,
-                vocab,
-                device,
-                args.out,
-                args.history,
-                args.resume,
-                clusters,
+                TrainingData(train_store, val_store, vocab, clusters),
+                Outputs(args.out, args.history, args.resume),
+                Budget.from_params(params.evaluate),
                 on_epoch=lambda row: tracker.log_metrics(row, step=int(row["epoch"])),
             )
-            best = max(history, key=lambda row: selection_score(_val(row)))
+            best = best_row(history)
             # timing and memory differ on every run: MLflow only, never in the DVC metrics (issue #14)
             usage = {"train_seconds": round(time.monotonic() - started, 1), "peak_rss_mib": _peak_rss_mib()}
-            write_text(args.metrics, json.dumps({"epoch": best["epoch"], **_nested(_val(best))}, indent=2) + "\n")
+            write_text(args.metrics, metrics_json(best))
             tracker.set_tags({k: str(v) for k, v in usage.items()})
             tracker.log_artifact(args.history)
             tracker.log_artifact(args.metrics)
@@ -130,15 +103,3 @@ def main(argv: list[str] | None = None) -> None:
 def _peak_rss_mib() -> float:
     """This process's peak resident memory so far (Linux reports KiB)."""
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def _val(row: dict[str, float]) -> dict[str, float]:
-    return {k.removeprefix("val_"): v for k, v in row.items() if k.startswith("val_")}
-
-
-def _nested(metrics: dict[str, float]) -> dict:
-    """Validation metrics in the evaluate stage's layout: the whole split's at the top, its explicit images' (the
-    loop's `explicit_` keys) under `explicit`."""
-    whole = {k: v for k, v in metrics.items() if not k.startswith("explicit_")}
-    explicit = {k.removeprefix("explicit_"): v for k, v in metrics.items() if k.startswith("explicit_")}
-    return {**whole, "explicit": explicit} if explicit else whole

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stacmr.data.trainset import build_trainset
 from stacmr.features.store import FeatureStore, store_file
+from stacmr.features.trainset import build_trainset
 from stacmr.features.vocab import Vocabulary
 from stacmr.params import params_dict
 from stacmr.stages.common import log, parser, start

@@ -27,6 +27,7 @@ import numpy as np
 from stacmr.data.annotations import ANNOTATIONS_FILE, ImageAnnotation, OcrToken, write_annotations
 from stacmr.data.explicit import is_explicit
 from stacmr.data.release import write_split
+from stacmr.data.sources import CTC, F30K, TEXTCAPS, Source
 from stacmr.data.synthetic.captions import describe
 from stacmr.data.synthetic.lexicon import SCENE_TEXT
 from stacmr.data.synthetic.ocr import read_word, spurious_token
@@ -36,7 +37,6 @@ from stacmr.params import SyntheticParams, params_dict
 from stacmr.progress import progress
 
 _WIDTH, _HEIGHT = 640, 480  # nominal image size for OCR boxes (COCO images are about this size)
-_ID_BASE = {"ctc": 100_000, "f30k": 2_000_000, "textcaps": 3_000_000}
 
 
 @dataclass(frozen=True)
@@ -120,18 +120,19 @@ class _Written:
 class _SourceWriter:
     """Renders images of one source into release splits and collects their annotations."""
 
-    def __init__(self, source: str, directory: Path, space: ConceptSpace, p: SyntheticParams, captions: int) -> None:
-        self.source, self.directory, self.space, self.p, self.n_captions = source, directory, space, p, captions
+    def __init__(self, source: Source, out_dir: Path, space: ConceptSpace, p: SyntheticParams, captions: int) -> None:
+        self.source, self.space, self.p, self.n_captions = source, space, p, captions
+        self.directory = out_dir / source.name
         self.annotations: list[ImageAnnotation] = []
-        self._next_id = _ID_BASE[source]
-        directory.mkdir(parents=True)
+        self._next_id = source.id_base
+        self.directory.mkdir(parents=True)
 
     def write(self, split: str, images: list[_Image], rng: np.random.Generator, n_reading: int) -> list[_Written]:
         """Render `images` (in this order) as `split`."""
         p = self.p
         written = []
         with write_split(self.directory, split, len(images), p.regions, p.region_dim) as out:
-            for index, image in enumerate(progress(images, desc=f"synthetic {self.source}/{split}", unit="img")):
+            for index, image in enumerate(progress(images, desc=f"synthetic {self.source.store(split)}", unit="img")):
                 image_id = str(self._next_id)
                 self._next_id += 1
                 regions = render_regions(image.scene, self.space, rng, p.regions, p.region_noise, p.attribute_weight)
@@ -139,13 +140,13 @@ class _SourceWriter:
                 ann = ImageAnnotation(
                     id=image_id,
                     split=split,
-                    file_name=f"{self.source}_{image_id}.jpg",
+                    file_name=f"{self.source.name}_{image_id}.jpg",
                     width=_WIDTH,
                     height=_HEIGHT,
                     scene_text=image.text_words,
                     ocr_tokens=_ocr_tokens(image.text_words, rng, p),
                     captions=tuple(captions),
-                    group=image.group if self.source == "ctc" else None,
+                    group=image.group if self.source is CTC else None,
                 )
                 out.add(regions, captions, image_id)
                 self.annotations.append(ann)
@@ -162,7 +163,7 @@ class _SourceWriter:
                 self.annotations.append(replace(row.annotation, split=split))
 
     def finish(self) -> None:
-        info = {"source": self.source, "generator": "stacmr synthetic world", "params": params_dict(self.p)}
+        info = {"source": self.source.name, "generator": "stacmr synthetic world", "params": params_dict(self.p)}
         write_annotations(self.directory / ANNOTATIONS_FILE, self.annotations, info)
 
 
@@ -199,21 +200,21 @@ def generate_world(p: SyntheticParams, captions_per_image: int, out_dir: str | o
         summary[f"{name}/explicit"] = sum(row.explicit for row in rows)
 
     rng = np.random.default_rng(seeds[1])
-    ctc = _SourceWriter("ctc", out_dir / "ctc", space, p, captions_per_image)
+    ctc = _SourceWriter(CTC, out_dir, space, p, captions_per_image)
     sizes = p.ctc_images
     for split, n, forced in (("train", sizes.train, 0), ("val", sizes.val, 0), ("test", sizes.test, sizes.dev)):
         rows = ctc.write(split, _shuffled(rng, _ctc_groups(rng, n, forced, p)), rng, n_reading=2)
-        count(f"ctc/{split}", rows)
+        count(CTC.store(split), rows)
         if split == "test":
             dev = _draw_dev(rng, rows, sizes.dev)
             ctc.write_subset("dev", "test", dev)
-            count("ctc/dev", dev)
+            count(CTC.store("dev"), dev)
     ctc.finish()
 
-    for k, (source, n, with_text) in enumerate((("f30k", p.f30k_images, False), ("textcaps", p.textcaps_images, True))):
+    for k, (source, n, with_text) in enumerate(((F30K, p.f30k_images, False), (TEXTCAPS, p.textcaps_images, True))):
         rng = np.random.default_rng(seeds[2 + k])
-        writer = _SourceWriter(source, out_dir / source, space, p, captions_per_image)
+        writer = _SourceWriter(source, out_dir, space, p, captions_per_image)
         rows = writer.write("train", _plain_images(rng, n, p, with_text), rng, n_reading=max(1, captions_per_image - 1))
         writer.finish()
-        count(f"{source}/train", rows)
+        count(source.store("train"), rows)
     return summary
