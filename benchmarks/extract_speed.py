@@ -68,12 +68,15 @@ def main() -> None:
     w, h = rendered.size
     print(f"{n} rendered scenes {w}×{h} (sampled; seed {rendered.seed}), {args.threads} threads")
     print(f"read + resize to {params.image_size}² (baseline)  {n / t_read:8.1f} images/s")
-    print(f"backbone {backbone.name} {backbone.version} ({backbone.regions}×{backbone.dim}, batch {params.batch_size})"
-          f"  {n / t_backbone:8.2f} images/s   {t_backbone / t_read:6.1f}× the baseline's time")  # fmt: skip
-    print(f"OCR {engine.name} {engine.version}  {n / t_ocr:8.2f} images/s"
-          f"   {t_ocr / t_read:6.1f}× the baseline's time")  # fmt: skip
-    print(f"OCR word recall {quality['word_recall']}, precision {quality['word_precision']}"
-          f" ({quality['truth_words']} words drawn, {quality['read_words']} kept)")  # fmt: skip
+    print(
+        f"backbone {backbone.name} {backbone.version} ({backbone.regions}×{backbone.dim}, batch {params.batch_size})"
+        f"  {n / t_backbone:8.2f} images/s   {t_backbone / t_read:6.1f}× the baseline's time"
+    )
+    print(f"OCR {engine.name} {engine.version}  {n / t_ocr:8.2f} images/s   {t_ocr / t_read:6.1f}× the baseline's time")
+    print(
+        f"OCR word recall {quality['word_recall']}, precision {quality['word_precision']}"
+        f" ({quality['truth_words']} words drawn, {quality['read_words']} kept)"
+    )
     print(f"OCR word recall by font {quality['recall_by_font']}")
 
 

@@ -79,8 +79,13 @@ def run_ours(images: int, sample_rows: int, sample_cols: int | None, tile_mb: in
     ranks(scores, n, np.arange(m) // CAPTIONS_PER_IMAGE)
     ranking = time.perf_counter() - start
     pairs = sample_rows * len(cols)
-    return {"seconds": sampled * n * m / pairs + ranking, "sampled_pairs": pairs, "rss_mib": _rss_mib(),
-            "check": scores[:4, :4].tolist(), "ranks_seconds": ranking}  # fmt: skip
+    return {
+        "seconds": sampled * n * m / pairs + ranking,
+        "sampled_pairs": pairs,
+        "rss_mib": _rss_mib(),
+        "check": scores[:4, :4].tolist(),
+        "ranks_seconds": ranking,
+    }
 
 
 def run_floor(images: int, sample_chunks: int) -> dict:
@@ -157,28 +162,54 @@ def main() -> None:
     floor = _child([*common, "--path", "floor", "--sample-chunks", str(args.sample_chunks)])
     shards = _child([*common, "--path", "shards", "--sample-shards", str(args.sample_shards)])
     big = 5 * n
-    ours_5k = _child(["--images", str(big), "--tile-mb", str(args.tile_mb), "--path", "ours",
-                      "--sample-rows", str(rows), "--sample-cols", str(2000)])  # fmt: skip
+    ours_5k = _child(
+        [
+            "--images",
+            str(big),
+            "--tile-mb",
+            str(args.tile_mb),
+            "--path",
+            "ours",
+            "--sample-rows",
+            str(rows),
+            "--sample-cols",
+            str(2000),
+        ]
+    )
     agree = np.max(np.abs(np.array(ours["check"]) - np.array(shards["check"])))
     scale = 25  # 5× the images and 5× the captions (CTC-1K → CTC-5K)
 
-    print(f"fine-grained evaluation: {n} images × {n * CAPTIONS_PER_IMAGE} captions, {REGIONS}+{OCR} regions,"
-          f" {WORDS} words, dim {DIM}, tiles ≤ {args.tile_mb} MiB; random data")  # fmt: skip
-    print(f"sampled and extrapolated linearly in image-caption pairs: ours {ours['sampled_pairs']} pairs"
-          f" ({rows} image rows; ranks in full: {ours['ranks_seconds']:.2f} s), floor {floor['sampled_products']}"
-          f" region-word products ({args.sample_chunks} chunks), original {shards['sampled_pairs']} pairs"
-          f" ({args.sample_shards} shards)")  # fmt: skip
+    print(
+        f"fine-grained evaluation: {n} images × {n * CAPTIONS_PER_IMAGE} captions, {REGIONS}+{OCR} regions,"
+        f" {WORDS} words, dim {DIM}, tiles ≤ {args.tile_mb} MiB; random data"
+    )
+    print(
+        f"sampled and extrapolated linearly in image-caption pairs: ours {ours['sampled_pairs']} pairs"
+        f" ({rows} image rows; ranks in full: {ours['ranks_seconds']:.2f} s), floor {floor['sampled_products']}"
+        f" region-word products ({args.sample_chunks} chunks), original {shards['sampled_pairs']} pairs"
+        f" ({args.sample_shards} shards)"
+    )
     print(f"{'path':<36}{f'{n}×{5 * n} s':>14}{f'{big}×{5 * big} s':>16}{'peak RSS MiB':>14}")
-    print(f"{'(a) floor: one dense product':<36}{floor['seconds']:14.1f}{floor['seconds'] * scale:16.0f}"
-          f"{floor['rss_mib']:14.0f}")  # fmt: skip
-    print(f"{'ours: sharded float32 tiles + ranks':<36}{ours['seconds']:14.1f}{ours['seconds'] * scale:16.0f}"
-          f"{ours['rss_mib']:14.0f}")  # fmt: skip
-    print(f"{'(b) 128×128 float64 shard copies':<36}{shards['seconds']:14.1f}{shards['seconds'] * scale:16.0f}"
-          f"{shards['rss_mib']:14.0f}")  # fmt: skip
-    print(f"ours / floor: {ours['seconds'] / floor['seconds']:.2f}× (target ≤ 1.5×);"
-          f" (b) / ours: {shards['seconds'] / ours['seconds']:.1f}× (target > 1×)")  # fmt: skip
-    print(f"peak RSS of ours on a real CTC-5K working set ({big} × {big * CAPTIONS_PER_IMAGE}: gallery, score matrix,"
-          f" one tile): {ours_5k['rss_mib']:.0f} MiB (target < 4096 MiB)")  # fmt: skip
+    print(
+        f"{'(a) floor: one dense product':<36}{floor['seconds']:14.1f}{floor['seconds'] * scale:16.0f}"
+        f"{floor['rss_mib']:14.0f}"
+    )
+    print(
+        f"{'ours: sharded float32 tiles + ranks':<36}{ours['seconds']:14.1f}{ours['seconds'] * scale:16.0f}"
+        f"{ours['rss_mib']:14.0f}"
+    )
+    print(
+        f"{'(b) 128×128 float64 shard copies':<36}{shards['seconds']:14.1f}{shards['seconds'] * scale:16.0f}"
+        f"{shards['rss_mib']:14.0f}"
+    )
+    print(
+        f"ours / floor: {ours['seconds'] / floor['seconds']:.2f}× (target ≤ 1.5×);"
+        f" (b) / ours: {shards['seconds'] / ours['seconds']:.1f}× (target > 1×)"
+    )
+    print(
+        f"peak RSS of ours on a real CTC-5K working set ({big} × {big * CAPTIONS_PER_IMAGE}: gallery, score matrix,"
+        f" one tile): {ours_5k['rss_mib']:.0f} MiB (target < 4096 MiB)"
+    )
     print(f"ours vs (b) on their common scores: max |difference| {agree:.2e}")
 
 

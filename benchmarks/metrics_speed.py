@@ -73,10 +73,14 @@ def main() -> None:
     print(f"{n} images × {n * c} captions, dim {args.dim}, block ≤ {args.max_block_mb} MiB")
     print(f"similarity product (floor)   {t_floor:8.2f} s")
     print(f"sharded exact ranks (ours)   {t_fast:8.2f} s   {t_fast / t_floor:5.2f}× the floor")
-    print(f"release per-query loop       {t_oracle:8.2f} s   {t_oracle / t_fast:5.1f}× slower than ours"
-          f" (same ranks for {100 * same:.3f}% of queries)")  # fmt: skip
-    print(f"peak RSS: inputs {base_rss:.0f} MiB, after our ranks {fast_rss:.0f} MiB (+{fast_rss - base_rss:.0f} MiB);"
-          f" the full matrix alone is {sim.nbytes / 2**20:.0f} MiB")  # fmt: skip
+    print(
+        f"release per-query loop       {t_oracle:8.2f} s   {t_oracle / t_fast:5.1f}× slower than ours"
+        f" (same ranks for {100 * same:.3f}% of queries)"
+    )
+    print(
+        f"peak RSS: inputs {base_rss:.0f} MiB, after our ranks {fast_rss:.0f} MiB (+{fast_rss - base_rss:.0f} MiB);"
+        f" the full matrix alone is {sim.nbytes / 2**20:.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

@@ -25,9 +25,10 @@ def train_some(store_path: str, family: str, batches: int) -> None:
     from stacmr.features.store import FeatureStore
     from stacmr.features.vocab import Vocabulary
     from stacmr.losses import hinge_triplet
-    from stacmr.models import DataDims, build_model
+    from stacmr.models import build_model
     from stacmr.stages.common import load_checked_params
     from stacmr.training.batches import epoch_order, training_batches
+    from stacmr.training.checkpoint import data_dims
 
     params = load_checked_params("params.yaml")
     vocab = Vocabulary.load("artifacts/vocab.json")
@@ -35,8 +36,7 @@ def train_some(store_path: str, family: str, batches: int) -> None:
     criterion = functools.partial(hinge_triplet, margin=t.margin, max_violation=t.max_violation)
     with FeatureStore(store_path) as store:
         torch.manual_seed(0)
-        s = store.sizes
-        dims = DataDims(region_dim=s["D"], ocr_dim=s["E"], ocr_slots=s["T"], vocab_size=len(vocab))
+        dims = data_dims(store, vocab)
         model = build_model(family, params.models[family], dims)
         optimizer = torch.optim.Adam(model.parameters(), lr=t.lr)
         for i, (images, captions) in enumerate(

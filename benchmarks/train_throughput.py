@@ -19,9 +19,10 @@ import torch
 from stacmr.features.store import FeatureStore
 from stacmr.features.vocab import Vocabulary
 from stacmr.losses import hinge_triplet
-from stacmr.models import DataDims, build_model
+from stacmr.models import build_model
 from stacmr.stages.common import load_checked_params
 from stacmr.training.batches import epoch_order, training_batches
+from stacmr.training.checkpoint import data_dims
 
 
 def _step(model, optimizer, criterion, images, captions) -> None:
@@ -45,8 +46,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {t.batch_size}")
     print(f"{'family':10s} {'streamed cap/s':>15s} {'in-memory cap/s':>16s} {'ratio':>7s}")
     with FeatureStore(args.trainset) as store:
-        s = store.sizes
-        dims = DataDims(region_dim=s["D"], ocr_dim=s["E"], ocr_slots=s["T"], vocab_size=len(vocab))
+        dims = data_dims(store, vocab)
         for family, config in params.models.items():
             torch.manual_seed(0)
             model = build_model(family, config, dims)

@@ -40,8 +40,20 @@ def pipeline(tmp_path_factory, repo_params):
     trainset = ["trainset", "--params", str(params), "--features", str(root / "features")]
     assert main([*trainset, "--out", str(root / "trainset.h5"), "--vocab", str(root / "vocab.json")]) == 0
     neighbours = ["neighbours", "--params", str(params), "--features", str(root / "features")]
-    assert main([*neighbours, "--trainset", str(root / "trainset.h5"), "--raw", str(root / "raw"),
-                 "--out", str(root / "neighbours")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                *neighbours,
+                "--trainset",
+                str(root / "trainset.h5"),
+                "--raw",
+                str(root / "raw"),
+                "--out",
+                str(root / "neighbours"),
+            ]
+        )
+        == 0
+    )
     return root, load_checked_params(params)
 
 

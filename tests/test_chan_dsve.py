@@ -165,11 +165,24 @@ def test_one_epoch_smoke_run_trains_and_evaluates(pipeline, tmp_path, monkeypatc
     assert main(train_argv(root, tmp_path, ablation, params)) == 0
     out = tmp_path / "eval.json"
     argv = [
-        "evaluate", "--params", str(params), "--ablation", ablation, "--split", "dev",
-        "--neighbours", str(root / "neighbours"),
-        "--models", str(tmp_path / "models" / ablation), "--features", str(root / "features"),
-        "--metrics", str(out), "--ranks", str(tmp_path / "ranks.npz"),
-    ]  # fmt: skip
+        "evaluate",
+        "--params",
+        str(params),
+        "--ablation",
+        ablation,
+        "--split",
+        "dev",
+        "--neighbours",
+        str(root / "neighbours"),
+        "--models",
+        str(tmp_path / "models" / ablation),
+        "--features",
+        str(root / "features"),
+        "--metrics",
+        str(out),
+        "--ranks",
+        str(tmp_path / "ranks.npz"),
+    ]
     assert main(argv) == 0
     metrics = json.loads(out.read_text())
     assert 0 <= metrics["i2t_r1"] <= metrics["i2t_r10"] <= 100 and "explicit" in metrics

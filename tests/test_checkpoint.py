@@ -97,7 +97,8 @@ def test_the_code_fingerprint_follows_the_code_of_the_import_closure(tmp_path, m
     first = checksum.code_sha256("stacmr.stages.train")
     assert checksum.code_sha256("stacmr.stages.train") == first
 
-    (package / "helper.py").write_text(textwrap.dedent('''\
+    (package / "helper.py").write_text(
+        textwrap.dedent('''\
         """Gives the value."""
 
 
@@ -107,7 +108,8 @@ def test_the_code_fingerprint_follows_the_code_of_the_import_closure(tmp_path, m
                 x,
             )
             return x
-        '''))  # fmt: skip
+        ''')
+    )
     (package / "outside.py").write_text("y = 2\n")
     assert checksum.code_sha256("stacmr.stages.train") == first
 

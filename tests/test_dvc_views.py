@@ -45,8 +45,15 @@ def _page(tmp_path: Path) -> Path:
     config.read(REPO / ".dvc" / "config")
     template = REPO / ".dvc" / config["plots"]["html_template"]
     rows = [{"epoch": e, "val_rsum": 100.0 * e, "loss_loss": 10.0 / e, "rev": "workspace"} for e in (1, 2, 3)]
-    renderer = VegaRenderer(rows, "reports/plots/train/x.csv", template="training", template_dir=str(PLOTS),
-                            x="epoch", y="val_rsum", title="reports/plots/train/x.csv")  # fmt: skip
+    renderer = VegaRenderer(
+        rows,
+        "reports/plots/train/x.csv",
+        template="training",
+        template_dir=str(PLOTS),
+        x="epoch",
+        y="val_rsum",
+        title="reports/plots/train/x.csv",
+    )
     return Path(render_html([renderer], tmp_path / "dvc_plots" / "index.html", html_template=template))
 
 
@@ -63,8 +70,17 @@ def test_the_plots_page_needs_no_network(tmp_path):
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium on PATH (apt-get install -y chromium)")
 def test_headless_chromium_draws_the_plots_offline(tmp_path):
     page = _page(tmp_path)
-    browser = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={tmp_path / 'profile'}",
-               "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>",  # every request refused
-               "--virtual-time-budget=5000", "--dump-dom", page.as_uri()]  # fmt: skip
+    browser = [
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--proxy-server=http://127.0.0.1:9",
+        "--proxy-bypass-list=<-loopback>",  # every request refused
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        page.as_uri(),
+    ]
     dom = subprocess.run(browser, capture_output=True, text=True, timeout=120, check=True).stdout
     assert 'class="vega-embed' in dom and "<canvas" in dom, "vega-embed drew nothing: the page needs the network"

@@ -24,12 +24,27 @@ from tests.helpers.stages import train_argv
 
 
 def _evaluate(root, out, ablation, split, params):
-    return main([
-        "evaluate", "--params", str(params), "--ablation", ablation, "--split", split,
-        "--neighbours", str(root / "neighbours"),
-        "--models", str(out / "models" / ablation), "--features", str(root / "features"),
-        "--metrics", str(out / "eval" / ablation / f"{split}.json"), "--ranks", str(out / "ranks" / f"{split}.npz"),
-    ])  # fmt: skip
+    return main(
+        [
+            "evaluate",
+            "--params",
+            str(params),
+            "--ablation",
+            ablation,
+            "--split",
+            split,
+            "--neighbours",
+            str(root / "neighbours"),
+            "--models",
+            str(out / "models" / ablation),
+            "--features",
+            str(root / "features"),
+            "--metrics",
+            str(out / "eval" / ablation / f"{split}.json"),
+            "--ranks",
+            str(out / "ranks" / f"{split}.npz"),
+        ]
+    )
 
 
 @pytest.fixture
@@ -173,19 +188,46 @@ def _wider(h5) -> None:
 
 def _evaluate_in(one_epoch, features: Path, ablation: str, out: Path) -> int:
     root, models, params = one_epoch
-    return main([
-        "evaluate", "--params", str(params), "--ablation", ablation, "--split", "dev",
-        "--neighbours", str(root / "neighbours"), "--models", str(models / "models" / ablation),
-        "--features", str(features), "--metrics", str(out / "dev.json"), "--ranks", str(out / "dev.npz"),
-    ])  # fmt: skip
+    return main(
+        [
+            "evaluate",
+            "--params",
+            str(params),
+            "--ablation",
+            ablation,
+            "--split",
+            "dev",
+            "--neighbours",
+            str(root / "neighbours"),
+            "--models",
+            str(models / "models" / ablation),
+            "--features",
+            str(features),
+            "--metrics",
+            str(out / "dev.json"),
+            "--ranks",
+            str(out / "dev.npz"),
+        ]
+    )
 
 
 def _headroom_in(one_epoch, features: Path, out: Path) -> int:
     _, models, params = one_epoch
-    return main([
-        "headroom", "--params", str(params), "--models", str(models / "models"), "--features", str(features),
-        "--metrics", str(out / "metrics"), "--ranks", str(out / "ranks"),
-    ])  # fmt: skip
+    return main(
+        [
+            "headroom",
+            "--params",
+            str(params),
+            "--models",
+            str(models / "models"),
+            "--features",
+            str(features),
+            "--metrics",
+            str(out / "metrics"),
+            "--ranks",
+            str(out / "ranks"),
+        ]
+    )
 
 
 def _train_in(one_epoch, features: Path, out: Path, monkeypatch) -> int:

@@ -194,8 +194,20 @@ def test_unreadable_images_are_reported_and_skipped(tmp_path):
 
 def test_extract_cli_refuses_a_folder_without_images(tmp_path, tiny_params_file, capsys):
     (tmp_path / "empty").mkdir()
-    assert main(["extract", "--params", str(tiny_params_file), "--images", str(tmp_path / "empty"),
-                 "--out", str(tmp_path / "out")]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "extract",
+                "--params",
+                str(tiny_params_file),
+                "--images",
+                str(tmp_path / "empty"),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 2
+    )
     assert "no image files" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
@@ -221,8 +233,19 @@ def test_rendered_images_end_to_end_into_the_store(tmp_path, tiny_raw, write_par
     tiny_raw["extract"].update(image_size=192, grid=3, fasttext_model=str(tmp_path / "ft.bin"))
     params = write_params(tiny_raw)
     out = tmp_path / "extracted"
-    argv = ["extract", "--params", str(params), "--images", str(folder / "images"), "--out", str(out),
-            "--captions", str(folder / "captions.json"), "--split", "test"]  # fmt: skip
+    argv = [
+        "extract",
+        "--params",
+        str(params),
+        "--images",
+        str(folder / "images"),
+        "--out",
+        str(out),
+        "--captions",
+        str(folder / "captions.json"),
+        "--split",
+        "test",
+    ]
     assert main(argv) == 0
     report = json.loads((out / "extract_report.json").read_text())
     assert report["extracted"] == 4 and [u["file"] for u in report["unreadable"]] == ["broken.png"]

@@ -104,8 +104,19 @@ def test_the_metric_table_is_every_metric_its_rsum_intervals_and_selection():
     i2t, t2i = rng.integers(0, 30, 30), rng.integers(0, 30, 150)
     m = summarize(i2t, t2i)
     assert list(m) == [metric.name for metric in METRICS] + [RSUM]
-    assert list(m) == ["i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10",
-                       "i2t_medr", "i2t_meanr", "t2i_medr", "t2i_meanr", "rsum"]  # fmt: skip
+    assert list(m) == [
+        "i2t_r1",
+        "i2t_r5",
+        "i2t_r10",
+        "t2i_r1",
+        "t2i_r5",
+        "t2i_r10",
+        "i2t_medr",
+        "i2t_meanr",
+        "t2i_medr",
+        "t2i_meanr",
+        "rsum",
+    ]
     assert tuple(list(m)[:6]) == RSUM_TERMS and m[RSUM] == sum(m[k] for k in RSUM_TERMS)
     assert list(bootstrap_ci(i2t, t2i, caption_image, 20, 0)) == list(CI_KEYS) == [*RSUM_TERMS, RSUM]
     assert set(SELECTION) <= set(RSUM_TERMS)

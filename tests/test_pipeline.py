@@ -332,8 +332,11 @@ def test_a_params_typo_stops_dvc_repro_before_any_output_is_deleted(tmp_path, re
     repo = tmp_path / "repo"
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     for name in filter(None, listed.split("\0")):
         if (REPO / name).is_file():  # a tracked file deleted in the working tree is not
             (repo / name).parent.mkdir(parents=True, exist_ok=True)

@@ -51,31 +51,86 @@ def report(pipeline, tmp_path_factory, repo_params):
                 argv[argv.index("--metrics") + 1] = str(train_json)
                 assert main([*argv, *extra]) == 0
                 for split in ("dev", "test"):
-                    assert main([
-                        "evaluate", "--params", str(params), "--ablation", ablation, "--split", split,
-                        "--neighbours", str(root / "neighbours"),
-                        "--models", str(out / "models" / run), "--features", str(root / "features"),
-                        "--metrics", str(out / "eval" / run / f"{split}.json"),
-                        "--ranks", str(out / "ranks" / run / f"{split}.npz"),
-                    ]) == 0  # fmt: skip
-        assert main([
-            "headroom", "--params", str(params), "--models", str(out / "models"), "--features", str(root / "features"),
-            "--metrics", str(out / "eval" / "headroom"), "--ranks", str(out / "ranks" / "headroom"),
-        ]) == 0  # fmt: skip
+                    assert (
+                        main(
+                            [
+                                "evaluate",
+                                "--params",
+                                str(params),
+                                "--ablation",
+                                ablation,
+                                "--split",
+                                split,
+                                "--neighbours",
+                                str(root / "neighbours"),
+                                "--models",
+                                str(out / "models" / run),
+                                "--features",
+                                str(root / "features"),
+                                "--metrics",
+                                str(out / "eval" / run / f"{split}.json"),
+                                "--ranks",
+                                str(out / "ranks" / run / f"{split}.npz"),
+                            ]
+                        )
+                        == 0
+                    )
+        assert (
+            main(
+                [
+                    "headroom",
+                    "--params",
+                    str(params),
+                    "--models",
+                    str(out / "models"),
+                    "--features",
+                    str(root / "features"),
+                    "--metrics",
+                    str(out / "eval" / "headroom"),
+                    "--ranks",
+                    str(out / "ranks" / "headroom"),
+                ]
+            )
+            == 0
+        )
         assert main(_report_argv(params, root, out)) == 0
     return out
 
 
 def _report_argv(params, root, out) -> list[str]:
     return [
-            "report", "--params", str(params), "--claims", str(REPO / "paper_claims.yaml"),
-            "--metrics", str(out / "eval"), "--models", str(out / "models"), "--ranks", str(out / "ranks"),
-            "--features", str(root / "features"), "--history", str(out / "plots"),
-            "--neighbours", str(root / "neighbours"), "--sweep", str(out / "no_sweep.csv"),
-            "--notebooks", str(REPO / "notebooks"), "--verdicts", str(out / "reports" / "claims"),
-            "--tables", str(out / "reports" / "tables"), "--figures", str(out / "reports" / "figures"),
-            "--executed", str(out / "reports" / "notebooks"), "--summary", str(out / "reports" / "summary.json"),
-    ]  # fmt: skip
+        "report",
+        "--params",
+        str(params),
+        "--claims",
+        str(REPO / "paper_claims.yaml"),
+        "--metrics",
+        str(out / "eval"),
+        "--models",
+        str(out / "models"),
+        "--ranks",
+        str(out / "ranks"),
+        "--features",
+        str(root / "features"),
+        "--history",
+        str(out / "plots"),
+        "--neighbours",
+        str(root / "neighbours"),
+        "--sweep",
+        str(out / "no_sweep.csv"),
+        "--notebooks",
+        str(REPO / "notebooks"),
+        "--verdicts",
+        str(out / "reports" / "claims"),
+        "--tables",
+        str(out / "reports" / "tables"),
+        "--figures",
+        str(out / "reports" / "figures"),
+        "--executed",
+        str(out / "reports" / "notebooks"),
+        "--summary",
+        str(out / "reports" / "summary.json"),
+    ]
 
 
 def test_report_writes_tables_figures_claims_and_the_executed_notebook(report):
@@ -146,8 +201,12 @@ def test_headless_chromium_renders_the_report(report, tmp_path):
     dom = subprocess.run([*browser, "--dump-dom", page], capture_output=True, text=True, timeout=120, check=True).stdout
     assert "<table" in dom and "<img" in dom
     shot = tmp_path / "report.png"
-    subprocess.run([*browser, f"--screenshot={shot}", "--window-size=1280,4000", page],
-                   capture_output=True, timeout=120, check=True)  # fmt: skip
+    subprocess.run(
+        [*browser, f"--screenshot={shot}", "--window-size=1280,4000", page],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     pixels = matplotlib.image.imread(shot)[..., :3]
     non_white = np.mean(pixels.min(axis=2) < 0.9)
     assert pixels.std() > 0.05 and non_white > 0.02, "the screenshot is blank"

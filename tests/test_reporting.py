@@ -89,8 +89,17 @@ def _verify(root: Path, results):
 
 
 def _entry(method, ablation, split, values, rsum):
-    return {"method": method, "ablation": ablation, "train_data": None, "split": split, "source": "fixture",
-            "where": f"table 1, row {method}", "i2t": values[:3], "t2i": values[3:], "rsum": rsum}  # fmt: skip
+    return {
+        "method": method,
+        "ablation": ablation,
+        "train_data": None,
+        "split": split,
+        "source": "fixture",
+        "where": f"table 1, row {method}",
+        "i2t": values[:3],
+        "t2i": values[3:],
+        "rsum": rsum,
+    }
 
 
 def _claims_file(root: Path, results) -> Path:
@@ -110,16 +119,45 @@ def _claims_file(root: Path, results) -> Path:
             _entry("Unevaluated", "chan_all", "test", exact, 1.0),
         ],
         "directions": [
-            {"id": "aware_wins_1k", "claim": "aware > visual on CTC-1K", "source": "fixture", "split": "dev",
-             "metric": "rsum", "better": "starnet_all", "worse": "vsrn_all"},
-            {"id": "aware_wins_5k", "claim": "aware > visual on CTC-5K", "source": "fixture", "split": "test",
-             "metric": "t2i_r1", "better": "starnet_all", "worse": "vsrn_all"},
-            {"id": "gap", "claim": "gap larger on CTC-1K", "source": "fixture", "split": "dev", "than": "test",
-             "metric": "rsum", "better": "starnet_all", "worse": "vsrn_all"},
-            {"id": "unevaluated", "claim": "chan > visual", "source": "fixture", "split": "dev",
-             "metric": "rsum", "better": "chan_all", "worse": "vsrn_all"},
+            {
+                "id": "aware_wins_1k",
+                "claim": "aware > visual on CTC-1K",
+                "source": "fixture",
+                "split": "dev",
+                "metric": "rsum",
+                "better": "starnet_all",
+                "worse": "vsrn_all",
+            },
+            {
+                "id": "aware_wins_5k",
+                "claim": "aware > visual on CTC-5K",
+                "source": "fixture",
+                "split": "test",
+                "metric": "t2i_r1",
+                "better": "starnet_all",
+                "worse": "vsrn_all",
+            },
+            {
+                "id": "gap",
+                "claim": "gap larger on CTC-1K",
+                "source": "fixture",
+                "split": "dev",
+                "than": "test",
+                "metric": "rsum",
+                "better": "starnet_all",
+                "worse": "vsrn_all",
+            },
+            {
+                "id": "unevaluated",
+                "claim": "chan > visual",
+                "source": "fixture",
+                "split": "dev",
+                "metric": "rsum",
+                "better": "chan_all",
+                "worse": "vsrn_all",
+            },
         ],
-    }  # fmt: skip
+    }
     path = root / "claims.yaml"
     path.write_text(yaml.safe_dump(claims, allow_unicode=True))
     return path
@@ -160,8 +198,19 @@ def test_synthetic_runs_are_not_comparable_but_directions_are_checked(report_dir
 def test_verify_cli_prints_writes_and_fails_only_when_strict(report_dirs, write_params, capsys):
     root, raw = report_dirs
     claims = _claims_file(root, _results(root, raw))
-    argv = ["verify", "--params", str(write_params(raw)), "--claims", str(claims), "--metrics", str(root / "metrics"),
-            "--models", str(root / "models"), "--ranks", str(root / "ranks")]  # fmt: skip
+    argv = [
+        "verify",
+        "--params",
+        str(write_params(raw)),
+        "--claims",
+        str(claims),
+        "--metrics",
+        str(root / "metrics"),
+        "--models",
+        str(root / "models"),
+        "--ranks",
+        str(root / "ranks"),
+    ]
     assert main([*argv, "--out", str(root / "verdicts")]) == 0
     out = capsys.readouterr().out
     assert out.startswith("Directional claims (4): 2 reproduced, 1 not reproduced, 1 not comparable.")
@@ -184,8 +233,9 @@ def test_report_models_must_be_evaluated(report_dirs):
 
 def test_a_broken_claims_file_is_one_message(tmp_path):
     path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump({"sources": {"s": "x"}, "numbers": [{"method": "M", "split": "dev"}],
-                                    "directions": []}))  # fmt: skip
+    path.write_text(
+        yaml.safe_dump({"sources": {"s": "x"}, "numbers": [{"method": "M", "split": "dev"}], "directions": []})
+    )
     with pytest.raises(StacmrError, match=r"bad.yaml: numbers\[0\]: missing key 'source'"):
         load_claims(path)
     path.write_text(yaml.safe_dump({"sources": {"s": "x"}, "numbers": ["VSRN 38.2"], "directions": []}))
@@ -305,8 +355,14 @@ def test_summary_is_the_headline_numbers_per_ablation(report_dirs):
     rows = summary(results, train)
     assert list(rows) == ["vsrn_all", "starnet_all"]
     assert list(rows["vsrn_all"]) == [
-        "ctc1k_rsum", "ctc1k_i2t_r1", "ctc1k_t2i_r1", "ctc5k_rsum", "ctc5k_i2t_r1", "ctc5k_t2i_r1", "val_rsum"
-    ]  # fmt: skip
+        "ctc1k_rsum",
+        "ctc1k_i2t_r1",
+        "ctc1k_t2i_r1",
+        "ctc5k_rsum",
+        "ctc5k_i2t_r1",
+        "ctc5k_t2i_r1",
+        "val_rsum",
+    ]
     ours = results.get("starnet_all", "test")
     assert rows["starnet_all"]["ctc5k_t2i_r1"] == round(ours.value("t2i_r1"), 2)
     assert rows["vsrn_all"]["val_rsum"] == 401.23

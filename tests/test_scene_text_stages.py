@@ -64,11 +64,30 @@ def test_training_with_neighbour_batches_and_the_shared_word_space_is_recorded_a
 def test_evaluate_reports_the_reading_diagnostics_for_visual_and_true_groups(trained):
     root, out = trained
     metrics = out / "eval.json"
-    assert main([
-        "evaluate", "--params", str(root / "params.yaml"), "--ablation", ABLATION, "--split", "dev",
-        "--neighbours", str(root / "neighbours"), "--models", str(out / "models" / ABLATION),
-        "--features", str(root / "features"), "--metrics", str(metrics), "--ranks", str(out / "ranks.npz"),
-    ]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "evaluate",
+                "--params",
+                str(root / "params.yaml"),
+                "--ablation",
+                ABLATION,
+                "--split",
+                "dev",
+                "--neighbours",
+                str(root / "neighbours"),
+                "--models",
+                str(out / "models" / ABLATION),
+                "--features",
+                str(root / "features"),
+                "--metrics",
+                str(metrics),
+                "--ranks",
+                str(out / "ranks.npz"),
+            ]
+        )
+        == 0
+    )
     reading = json.loads(metrics.read_text())["reading"]
     assert set(reading) == {"visual", "true"}
     for diag in reading.values():

@@ -28,8 +28,13 @@ SEEDS = (0, 1, 2)
 
 def _write_run(root: Path, folder: str, split: str, i2t: np.ndarray, t2i: np.ndarray, seed: int) -> None:
     caption_image = np.repeat(np.arange(N), PER)
-    metrics = {"ablation": folder, "split": split, "seed": seed, **summarize(i2t, t2i),
-               "ci95": bootstrap_ci(i2t, t2i, caption_image, 100, 0)}  # fmt: skip
+    metrics = {
+        "ablation": folder,
+        "split": split,
+        "seed": seed,
+        **summarize(i2t, t2i),
+        "ci95": bootstrap_ci(i2t, t2i, caption_image, 100, 0),
+    }
     path = root / "metrics" / folder / f"{split}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(metrics, indent=2))
@@ -88,9 +93,18 @@ def test_directions_are_tested_over_seeds(seeded):
     claims = {
         "sources": {"f": "fixture"},
         "numbers": [],
-        "directions": [{"id": "d", "claim": "aware > visual on CTC-1K", "source": "f", "split": "dev",
-                        "metric": "rsum", "better": "starnet_all", "worse": "vsrn_all"}],
-    }  # fmt: skip
+        "directions": [
+            {
+                "id": "d",
+                "claim": "aware > visual on CTC-1K",
+                "source": "f",
+                "split": "dev",
+                "metric": "rsum",
+                "better": "starnet_all",
+                "worse": "vsrn_all",
+            }
+        ],
+    }
     (root / "claims.yaml").write_text(yaml.safe_dump(claims))
     runs = seed_runs(results, root / "metrics")
     (v,) = verify(load_claims(root / "claims.yaml"), results, runs, results.params.report)
@@ -112,9 +126,13 @@ def test_compare_judges_a_rerun_against_the_committed_metrics(seeded, write_para
     metrics = root / "metrics"
     sd = seed_sd(params, workspace_metrics(metrics))
     spread = sd["dev", "rsum"]
-    own = np.std([json.loads((metrics / f).read_text())["rsum"] for f in
-                  ("vsrn_all/dev.json", "replicates/vsrn_all-s1/dev.json", "replicates/vsrn_all-s2/dev.json")],
-                 ddof=1)  # fmt: skip
+    own = np.std(
+        [
+            json.loads((metrics / f).read_text())["rsum"]
+            for f in ("vsrn_all/dev.json", "replicates/vsrn_all-s1/dev.json", "replicates/vsrn_all-s2/dev.json")
+        ],
+        ddof=1,
+    )
     assert spread >= own * 0.99 and ("dev", "ci95.rsum") not in sd
     _git(root, "init", "-q")
     _git(root, "-c", "user.email=t@t", "-c", "user.name=t", "add", "metrics")
@@ -144,8 +162,7 @@ def test_compare_verdicts():
     before = {"a/dev.json": {"rsum": 100.0, "epoch": 3.0}, "gone/dev.json": {"rsum": 1.0}}
     after = {"a/dev.json": {"rsum": 102.7, "epoch": 3.0}}
     verdicts = {(c.file, c.key): c.verdict for c in compare(before, after, sd)}
-    assert verdicts == {("a/dev.json", "rsum"): WITHIN, ("a/dev.json", "epoch"): SAME,
-                        ("gone/dev.json", "rsum"): GONE}  # fmt: skip
+    assert verdicts == {("a/dev.json", "rsum"): WITHIN, ("a/dev.json", "epoch"): SAME, ("gone/dev.json", "rsum"): GONE}
     after["a/dev.json"]["rsum"] = 102.8  # beyond 1.96·√2·1 = 2.77
     assert {c.verdict for c in compare(before, after, sd) if c.key == "rsum" and c.file == "a/dev.json"} == {DIFFERS}
 

@@ -7,9 +7,13 @@ import pytest
 from stacmr.reporting.sweep import COLUMNS, ocr_noise_figure, read_sweep, sweep_rows
 
 # per experiment row: (name, rev, noise, rsum, within-group); the metrics files hold rsum + 1 on dev
-RUNS = [("workspace", "workspace", 0.06, 400.0, 0.8), ("main", "a1b2c3d", 0.06, 401.0, 0.81),
-        ("ocr-0", "e4f5a6b", 0.0, 410.0, 0.9), ("ocr-0.15", "c7d8e9f", 0.15, 380.0, 0.6),
-        ("ocr-0.3", "f0e1d2c", 0.3, 1.0, 0.1)]  # fmt: skip
+RUNS = [
+    ("workspace", "workspace", 0.06, 400.0, 0.8),
+    ("main", "a1b2c3d", 0.06, 401.0, 0.81),
+    ("ocr-0", "e4f5a6b", 0.0, 410.0, 0.9),
+    ("ocr-0.15", "c7d8e9f", 0.15, 380.0, 0.6),
+    ("ocr-0.3", "f0e1d2c", 0.3, 1.0, 0.1),
+]
 
 
 def _metrics(rev: str, ablation: str, split: str) -> dict | None:
@@ -22,13 +26,16 @@ def _metrics(rev: str, ablation: str, split: str) -> dict | None:
 
 
 def test_sweep_rows_take_every_noise_level_once_and_only_the_asked_ablations(tmp_path):
-    experiments = [{"Experiment": None if name == "workspace" else name, "rev": rev,
-                    "params.yaml:synthetic.ocr_char_error": noise} for name, rev, noise, _, _ in RUNS]  # fmt: skip
+    experiments = [
+        {"Experiment": None if name == "workspace" else name, "rev": rev, "params.yaml:synthetic.ocr_char_error": noise}
+        for name, rev, noise, _, _ in RUNS
+    ]
     experiments[-1]["State"] = "Running"  # its files are its baseline's until it ends
     experiments.append({"Experiment": "queued", "rev": "0a0b0c0", "params.yaml:synthetic.ocr_char_error": None})
     read = []
-    table = sweep_rows(experiments, ("chan_st_ws_nb", "vsrn_all"), ("dev", "test"),
-                       lambda *key: read.append(key) or _metrics(*key))  # fmt: skip
+    table = sweep_rows(
+        experiments, ("chan_st_ws_nb", "vsrn_all"), ("dev", "test"), lambda *key: read.append(key) or _metrics(*key)
+    )
     assert list(table.columns) == list(COLUMNS)
     assert {rev for rev, _, _ in read} == {"workspace", "a1b2c3d", "e4f5a6b", "c7d8e9f"}
     assert len(table) == 2 * 2 * 3 - 2  # ablations × splits × noise levels, less vsrn_all at 0

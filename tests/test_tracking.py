@@ -251,9 +251,17 @@ def test_dirty_flag_leaves_out_what_the_pipeline_rewrites(tmp_path: Path) -> Non
     _git(tmp_path, "add", ".")
     _git(tmp_path, "commit", "-q", "-m", "init")
     # what a `dvc repro` of a fresh clone changes: the lock, the reports, outputs, the store and its journal
-    rewritten = ["dvc.lock", "reports/tables/main.csv", "reports/figures/new.png", "artifacts/models/a/best.pt",
-                 "dvc_plots/index.html", "mlruns/0/meta.yaml", "mlflow.db", "mlflow.db-journal",
-                 "mlflow.db.lock"]  # fmt: skip
+    rewritten = [
+        "dvc.lock",
+        "reports/tables/main.csv",
+        "reports/figures/new.png",
+        "artifacts/models/a/best.pt",
+        "dvc_plots/index.html",
+        "mlruns/0/meta.yaml",
+        "mlflow.db",
+        "mlflow.db-journal",
+        "mlflow.db.lock",
+    ]
     for path in rewritten:
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text("rewritten\n")
@@ -448,9 +456,15 @@ def test_run_page_draws_the_metric_charts_in_headless_chromium(mlflow_ui, tmp_pa
     # experiment's kind tag (mlflow 3.17.2)
     page = f"{base}/#/experiments/{experiment_id}/runs/{run_id}/model-metrics?workflowType=machine_learning"
     browser = [
-        "chromium", "--headless=new", "--no-sandbox", "--disable-gpu", "--run-all-compositor-stages-before-draw",
-        "--virtual-time-budget=30000", "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'profile'}",
-    ]  # fmt: skip
+        "chromium",
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--run-all-compositor-stages-before-draw",
+        "--virtual-time-budget=30000",
+        "--window-size=1400,1000",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
     dom = subprocess.run([*browser, "--dump-dom", page], capture_output=True, text=True, timeout=120, check=True).stdout
     assert "Model registry" in dom  # the model-training view's sidebar; the GenAI view has none
     lines = re.findall(r'<path class="js-line" d="([^"]+)"', dom)

@@ -124,7 +124,7 @@ class ReleaseParams:
                 raise ParamsError(f'release.layout: no entry for {name!r} ("<archive key>:<prefix>")')
         for name, where in self.layout.items():
             if name not in known:
-                raise ParamsError(f"release.layout.{name}: unknown source split{_suggest(name, known)}")
+                raise ParamsError(f"release.layout.{name}: unknown source split{suggest(name, known)}")
             archive, _, prefix = where.partition(":")
             if archive not in _RELEASE_ARCHIVES or not prefix:
                 raise ParamsError(
@@ -210,7 +210,7 @@ class TrainsetParams:
             raise ParamsError("trainset.sources: must name at least one source")
         for name in self.sources:
             if name not in known:
-                raise ParamsError(f"trainset.sources: unknown source {name!r}{_suggest(name, known)}")
+                raise ParamsError(f"trainset.sources: unknown source {name!r}{suggest(name, known)}")
         if len(set(self.sources)) != len(self.sources):
             raise ParamsError(f"trainset.sources: a source is listed twice in {list(self.sources)}")
 
@@ -319,10 +319,11 @@ class Params:
     def train_params(self, ablation: str) -> TrainParams:
         """The `train` settings of `ablation`: `train` with the ablation's overrides applied."""
         base = dataclasses.asdict(self.train)
-        return _build(TrainParams, {**base, **self.ablations[ablation].train}, f"ablations.{ablation}.train")
+        return build_section(TrainParams, {**base, **self.ablations[ablation].train}, f"ablations.{ablation}.train")
 
 
-def _suggest(word: str, options: typing.Iterable[str]) -> str:
+def suggest(word: str, options: typing.Iterable[str]) -> str:
+    """' (did you mean …?)' naming the option closest to a mistyped `word`, or ''."""
     close = difflib.get_close_matches(word, list(options), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -334,11 +335,11 @@ def _type_name(value: Any) -> str:
 def _convert(value: Any, tp: Any, key: str) -> Any:
     origin = typing.get_origin(tp)
     if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key)
+        return build_section(tp, value, key)
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices:
-            raise ParamsError(f"{key}: must be one of {list(choices)}, got {value!r}{_suggest(str(value), choices)}")
+            raise ParamsError(f"{key}: must be one of {list(choices)}, got {value!r}{suggest(str(value), choices)}")
         return value
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -379,7 +380,8 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
     raise TypeError(f"params schema: unsupported type {tp!r} at {key}")
 
 
-def _build(cls: type, raw: Any, prefix: str) -> Any:
+def build_section(cls: type, raw: Any, prefix: str) -> Any:
+    """`raw` (a mapping) validated into the dataclass `cls`; errors name the dotted key under `prefix`."""
     where = prefix or "the top level"
     if not isinstance(raw, dict):
         raise ParamsError(f"{where}: expected a mapping of keys, got {_type_name(raw)}")
@@ -387,7 +389,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in raw:
         if key not in fields:
-            raise ParamsError(f"{prefix + '.' if prefix else ''}{key}: unknown key{_suggest(str(key), fields)}")
+            raise ParamsError(f"{prefix + '.' if prefix else ''}{key}: unknown key{suggest(str(key), fields)}")
     values = {}
     for name, f in fields.items():
         key = f"{prefix}.{name}" if prefix else name
@@ -416,35 +418,33 @@ def _check_ablations(params: Params) -> Params:
             raise ParamsError(f"ablations.{name}: a reserved name ({sorted(_RESERVED_NAMES)} name other outputs)")
         if ab.family not in params.models:
             raise ParamsError(
-                f"ablations.{name}.family: no `models` entry {ab.family!r}{_suggest(ab.family, params.models)}"
+                f"ablations.{name}.family: no `models` entry {ab.family!r}{suggest(ab.family, params.models)}"
             )
         if ab.train_data not in stores:
-            raise ParamsError(
-                f"ablations.{name}.train_data: unknown {ab.train_data!r}{_suggest(ab.train_data, stores)}"
-            )
+            raise ParamsError(f"ablations.{name}.train_data: unknown {ab.train_data!r}{suggest(ab.train_data, stores)}")
         if ab.counterpart is not None and ab.counterpart not in params.ablations:
             raise ParamsError(
                 f"ablations.{name}.counterpart: unknown ablation {ab.counterpart!r}"
-                f"{_suggest(ab.counterpart, params.ablations)}"
+                f"{suggest(ab.counterpart, params.ablations)}"
             )
     for name in params.evaluate.ablations:
         if name not in params.ablations:
-            raise ParamsError(f"evaluate.ablations: unknown ablation {name!r}{_suggest(name, params.ablations)}")
+            raise ParamsError(f"evaluate.ablations: unknown ablation {name!r}{suggest(name, params.ablations)}")
     for split in params.evaluate.splits:
         if split not in CTC.split_names:
-            raise ParamsError(f"evaluate.splits: unknown CTC split {split!r}{_suggest(split, CTC.split_names)}")
+            raise ParamsError(f"evaluate.splits: unknown CTC split {split!r}{suggest(split, CTC.split_names)}")
     seeds = params.replicates.seeds
     if len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
         raise ParamsError(f"replicates.seeds: expected distinct seeds >= 0, got {list(seeds)}")
     for name in params.replicates.ablations:
         if name not in params.evaluate.ablations:
-            hint = _suggest(name, params.evaluate.ablations)
+            hint = suggest(name, params.evaluate.ablations)
             raise ParamsError(f"replicates.ablations: {name!r} is not in evaluate.ablations{hint}")
     for key in ("baseline", "scene_text"):
         name = getattr(params.report, key)
         if name not in params.evaluate.ablations:
             raise ParamsError(
-                f"report.{key}: {name!r} is not in evaluate.ablations{_suggest(name, params.evaluate.ablations)}"
+                f"report.{key}: {name!r} is not in evaluate.ablations{suggest(name, params.evaluate.ablations)}"
             )
     for name in params.ablations:
         own = params.train_params(name).seed
@@ -459,7 +459,7 @@ _RESERVED_NAMES = frozenset({"headroom", "replicates", "train"})  # sibling fold
 
 def parse_params(raw: Any) -> Params:
     """Validate an already-parsed mapping (e.g. a test's modified copy of params.yaml) into `Params`."""
-    return _check_ablations(_build(Params, raw, ""))
+    return _check_ablations(build_section(Params, raw, ""))
 
 
 def load_params(path: str | os.PathLike) -> Params:

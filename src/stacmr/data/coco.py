@@ -48,13 +48,19 @@ class CocoImage(ImageMeta):
         )
 
 
+def _listing(path: Path, what: str, key: str, expected: str) -> tuple[dict[str, Any], list[Any]]:
+    """(the JSON document at `path`, its list under `key`); one error naming the file and the field otherwise."""
+    doc = read_json(path, what)
+    entries = doc.get(key) if isinstance(doc, dict) else None
+    if not isinstance(entries, list):
+        raise StacmrError(f"{path}: field '{key}': expected {expected}")
+    return doc, entries
+
+
 def read_coco_captions(path: str | os.PathLike) -> dict[str, CocoImage]:
     """{COCO id: image with its captions}, for every image that has at least one caption in the file."""
     path = Path(path)
-    doc = read_json(path, "COCO captions file")
-    annotations = doc.get("annotations") if isinstance(doc, dict) else None
-    if not isinstance(annotations, list):
-        raise StacmrError(f"{path}: field 'annotations': expected the list of COCO captions")
+    doc, annotations = _listing(path, "COCO captions file", "annotations", "the list of COCO captions")
     meta = {}
     for i, raw in enumerate(doc.get("images") or []):
         image_id = coco_image_id(raw.get("id")) if isinstance(raw, dict) else None
@@ -79,10 +85,7 @@ def read_ctc_images(path: str | os.PathLike) -> dict[str, CocoImage]:
     parsed from `file_name` or `coco_url`) and, optionally, `file_name`, `coco_url`, `width`, `height`; other fields
     are ignored."""
     path = Path(path)
-    doc = read_json(path, "CTC annotation file")
-    entries = doc.get("images") if isinstance(doc, dict) else None
-    if not isinstance(entries, list):
-        raise StacmrError(f"{path}: field 'images': expected the list of CTC images")
+    _, entries = _listing(path, "CTC annotation file", "images", "the list of CTC images")
     images = {}
     for i, raw in enumerate(entries):
         if not isinstance(raw, dict):

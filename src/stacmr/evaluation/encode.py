@@ -76,6 +76,8 @@ def encode_store(
         model.train(was_training)
     for kind, parts in (("image", img_parts), ("caption", cap_parts)):
         if not all(bool(torch.isfinite(p.emb if isinstance(p, VectorSets) else p).all()) for p in parts):
-            raise StacmrError(f"{store.path}: the model's {kind} embeddings of this store are NaN or infinite "
-                              "(a diverged or damaged checkpoint; the store's features are finite)")  # fmt: skip
+            raise StacmrError(
+                f"{store.path}: the model's {kind} embeddings of this store are NaN or infinite "
+                "(a diverged or damaged checkpoint; the store's features are finite)"
+            )
     return Encoded(_join(img_parts), _join(cap_parts), np.arange(n * c) // c)

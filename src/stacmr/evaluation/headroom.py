@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from stacmr.evaluation.encode import Encoded
+from stacmr.evaluation.evaluate import Bootstrap, Budget
 from stacmr.evaluation.finegrained import ranking_scores
 from stacmr.evaluation.metrics import ranks, summarize
 from stacmr.evaluation.statistics import bootstrap_ci
@@ -26,13 +27,11 @@ def control_weight(
     enc: Encoded,
     match: TextMatch,
     weights: tuple[float, ...],
-    max_block_bytes: int,
-    max_tile_bytes: int,
-    max_matrix_bytes: int,
+    budget: Budget,
 ) -> tuple[float, dict[str, float]]:
     """(the best weight, {weight: rsum}) of baseline + weight × match on `enc`, which must be the VALIDATION split."""
-    base = ranking_scores(model, enc, max_tile_bytes, max_matrix_bytes)
-    best, rsums = choose_weight(base, match, len(enc.img_emb), enc.caption_image, weights, max_block_bytes)
+    base = ranking_scores(model, enc, budget.tile_bytes, budget.matrix_bytes)
+    best, rsums = choose_weight(base, match, len(enc.img_emb), enc.caption_image, weights, budget.block_bytes)
     return best, {f"{w:g}": rsum for w, rsum in rsums.items()}
 
 
@@ -41,15 +40,14 @@ def evaluate_control(
     enc: Encoded,
     match: TextMatch,
     weight: float,
-    max_block_bytes: int,
-    max_tile_bytes: int,
-    max_matrix_bytes: int,
-    resamples: int,
-    seed: int,
+    budget: Budget,
+    bootstrap: Bootstrap,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(metrics with `ci95`, {"i2t", "t2i"} ranks) of baseline + weight × match on `enc` (a test split)."""
-    base = ranking_scores(model, enc, max_tile_bytes, max_matrix_bytes)
+    base = ranking_scores(model, enc, budget.tile_bytes, budget.matrix_bytes)
     # the fused block holds three arrays of its size (`fused_similarity`): half the budget keeps the bound
-    i2t, t2i = ranks(fused_similarity(base, match, weight), len(enc.img_emb), enc.caption_image, max_block_bytes // 2)
-    metrics = {**summarize(i2t, t2i), "ci95": bootstrap_ci(i2t, t2i, enc.caption_image, resamples, seed)}
+    fused = fused_similarity(base, match, weight)
+    i2t, t2i = ranks(fused, len(enc.img_emb), enc.caption_image, budget.block_bytes // 2)
+    ci95 = bootstrap_ci(i2t, t2i, enc.caption_image, bootstrap.resamples, bootstrap.seed)
+    metrics = {**summarize(i2t, t2i), "ci95": ci95}
     return metrics, {"i2t": i2t, "t2i": t2i}

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from stacmr.checksum import sha256_file
+from stacmr.data.sources import TRAINSET
 from stacmr.errors import StacmrError
 from stacmr.features.store import FIELDS, FeatureStore, create_store
 from stacmr.progress import progress
@@ -39,7 +40,7 @@ def build_trainset(stores: list[Path], out_path: str | os.PathLike, chunk_images
             start += len(store)
         inputs = {s.path.name: sha256_file(s.path) for s in opened}  # names in the features folder: no absolute path
         extraction = {k: v for s in opened for k, v in s.extraction.items()}
-        with create_store(out_path, "trainset", sizes, {**producer, "sources": ranges}, inputs, extraction) as out:
+        with create_store(out_path, TRAINSET, sizes, {**producer, "sources": ranges}, inputs, extraction) as out:
             offset = 0
             for store in opened:
                 for a in progress(range(0, len(store), chunk_images), desc=f"trainset {store.name}", unit="chunk"):

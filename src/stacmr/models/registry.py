@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from stacmr.models.base import DataDims, RetrievalModel
-from stacmr.params import Params, ParamsError, _build, _suggest
+from stacmr.params import Params, ParamsError, build_section, suggest
 
 FAMILIES: dict[str, type[RetrievalModel]] = {}
 
@@ -75,8 +75,8 @@ def check_models(params: Params) -> Params:
     models = {}
     for family, raw in params.models.items():
         if family not in FAMILIES:
-            raise ParamsError(f"models.{family}: unknown model family{_suggest(family, FAMILIES)}")
-        models[family] = _build(config_class(family), raw, f"models.{family}")
+            raise ParamsError(f"models.{family}: unknown model family{suggest(family, FAMILIES)}")
+        models[family] = build_section(config_class(family), raw, f"models.{family}")
     checked = dataclasses.replace(params, models=models)
     for name in params.ablations:
         model_config(checked, name)
@@ -88,4 +88,4 @@ def model_config(params: Params, ablation: str) -> Any:
     applied."""
     ab = params.ablations[ablation]
     base = dataclasses.asdict(params.models[ab.family])
-    return _build(config_class(ab.family), {**base, **ab.model}, f"ablations.{ablation}.model")
+    return build_section(config_class(ab.family), {**base, **ab.model}, f"ablations.{ablation}.model")

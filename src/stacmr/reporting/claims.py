@@ -151,10 +151,15 @@ def _direction(path: Path, i: int, entry: dict, sources: dict[str, str]) -> Dire
         raise StacmrError(f"{where}: source {entry['source']!r} is not a key of `sources`")
     than = entry.get("than")
     return DirectionClaim(
-        str(_need(entry, "id", where)), str(_need(entry, "claim", where)), entry["source"],
-        _split(_need(entry, "split", where), where), metric, str(_need(entry, "better", where)),
-        str(_need(entry, "worse", where)), None if than is None else _split(than, f"{where}.than"),
-    )  # fmt: skip
+        str(_need(entry, "id", where)),
+        str(_need(entry, "claim", where)),
+        entry["source"],
+        _split(_need(entry, "split", where), where),
+        metric,
+        str(_need(entry, "better", where)),
+        str(_need(entry, "worse", where)),
+        None if than is None else _split(than, f"{where}.than"),
+    )
 
 
 def load_claims(path: Path) -> Claims:
@@ -176,11 +181,24 @@ def load_claims(path: Path) -> Claims:
     return Claims(sources, tuple(numbers), tuple(directions))
 
 
+def _about(claim: NumberClaim | DirectionClaim, kind: str, words: str, claimed: float | None) -> dict[str, Any]:
+    """The fields of a verdict that say which claim it judges: its id, kind, words, source, split, metric and the
+    paper's number."""
+    return dict(
+        id=claim.id,
+        kind=kind,
+        claim=words,
+        source=claim.source,
+        split=claim.split,
+        metric=claim.metric,
+        claimed=claimed,
+    )
+
+
 def _check_number(claim: NumberClaim, results: Results, report: ReportParams) -> Verdict:
     words = f"{claim.method} {split_label(claim.split)} {claim.metric} = {claim.value:g}"
     ours = results.get(claim.ablation, claim.split) if claim.ablation else None
-    base = dict(id=claim.id, kind="number", claim=words, source=claim.source, split=claim.split, metric=claim.metric,
-                claimed=claim.value, p_value=None)  # fmt: skip
+    base = {**_about(claim, "number", words, claim.value), "p_value": None}
     if ours is None:
         note = "no counterpart in this project" if claim.ablation is None else f"{claim.ablation} not evaluated"
         return Verdict(**base, reproduced=None, ci95=None, difference=None, verdict=NOT_COMPARABLE, note=note)
@@ -217,13 +235,21 @@ def _check_direction(
     missing = [f"{a}-{s}" for a in (claim.better, claim.worse) for s in splits if results.get(a, s) is None]
     paper = [_paper_difference(claims, claim, s) for s in splits]
     claimed = None if None in paper else (paper[0] - paper[1] if claim.than else paper[0])
-    base = dict(id=claim.id, kind=kind, claim=claim.claim, source=claim.source, split=claim.split,
-                metric=claim.metric, claimed=claimed)  # fmt: skip
+    base = _about(claim, kind, claim.claim, claimed)
     if missing:
-        return Verdict(**base, reproduced=None, ci95=None, difference=None, p_value=None, verdict=NOT_COMPARABLE,
-                       note=f"not evaluated here: {', '.join(missing)}")  # fmt: skip
-    diffs = [seed_difference(runs[claim.better, s], runs[claim.worse, s], claim.metric, report.permutations,
-                             report.seed) for s in splits]  # fmt: skip
+        return Verdict(
+            **base,
+            reproduced=None,
+            ci95=None,
+            difference=None,
+            p_value=None,
+            verdict=NOT_COMPARABLE,
+            note=f"not evaluated here: {', '.join(missing)}",
+        )
+    diffs = [
+        seed_difference(runs[claim.better, s], runs[claim.worse, s], claim.metric, report.permutations, report.seed)
+        for s in splits
+    ]
     first = diffs[0]
     gap, p, significant = first.difference, first.p_value, first.p_value < report.alpha
     n_better, n_worse = first.seeds
@@ -235,8 +261,10 @@ def _check_direction(
         other = diffs[1].difference
         ours = gap - other
         holds = ours > 0 and gap > 0 and significant
-        note = (f"gap {gap:+.2f} on {split_label(claim.split)} (p = {p:.3g}) vs {other:+.2f} on "
-                f"{split_label(claim.than)}; {claim.better} − {claim.worse}; {seeds}")  # fmt: skip
+        note = (
+            f"gap {gap:+.2f} on {split_label(claim.split)} (p = {p:.3g}) vs {other:+.2f} on "
+            f"{split_label(claim.than)}; {claim.better} − {claim.worse}; {seeds}"
+        )
         ci95 = None
     else:
         ours, holds, ci95 = gap, gap > 0 and significant, first.ci95
@@ -244,8 +272,15 @@ def _check_direction(
     if not holds and ours > 0 and gap > 0 and not significant:
         note += f"; right direction but not significant at α = {report.alpha:g}"
     difference = None if claimed is None else ours - claimed
-    return Verdict(**base, reproduced=ours, ci95=ci95, difference=difference, p_value=p,
-                   verdict=REPRODUCED if holds else NOT_REPRODUCED, note=note)  # fmt: skip
+    return Verdict(
+        **base,
+        reproduced=ours,
+        ci95=ci95,
+        difference=difference,
+        p_value=p,
+        verdict=REPRODUCED if holds else NOT_REPRODUCED,
+        note=note,
+    )
 
 
 def verify(

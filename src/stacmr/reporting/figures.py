@@ -73,10 +73,19 @@ def _legend_outside(fig: Figure, ax: plt.Axes) -> None:
 def recall_figure(results: Results) -> Figure:
     """R@1/5/10 per method, one panel per split and direction, bars with 95% bootstrap CIs."""
     rows = [
-        {"split": split_label(e.split), "direction": _DIRECTIONS[d], "K": f"R@{k}", "method": e.ablation,
-         "value": e.value(f"{d}_r{k}"), "low": e.ci(f"{d}_r{k}")[0], "high": e.ci(f"{d}_r{k}")[1]}
-        for e in results.evaluated.values() for d in _DIRECTIONS for k in RECALL_KS
-    ]  # fmt: skip
+        {
+            "split": split_label(e.split),
+            "direction": _DIRECTIONS[d],
+            "K": f"R@{k}",
+            "method": e.ablation,
+            "value": e.value(f"{d}_r{k}"),
+            "low": e.ci(f"{d}_r{k}")[0],
+            "high": e.ci(f"{d}_r{k}")[1],
+        }
+        for e in results.evaluated.values()
+        for d in _DIRECTIONS
+        for k in RECALL_KS
+    ]
     frame = pd.DataFrame(rows)
     methods = list(dict.fromkeys(frame["method"]))
     splits, directions = list(dict.fromkeys(frame["split"])), list(_DIRECTIONS.values())
@@ -147,18 +156,31 @@ def qualitative_figure(queries: list[Query], *, synthetic: bool) -> Figure:
         ax.set_ylim(0, 1.35)
         ax.axis("off")
         caption = textwrap.shorten(query.caption, 140)
-        ax.text(0, 1.3, f"“{caption}” (ground truth: image {query.image_id}; {query.chosen})", fontsize=9, va="top",
-                weight="bold")  # fmt: skip
+        ax.text(
+            0,
+            1.3,
+            f"“{caption}” (ground truth: image {query.image_id}; {query.chosen})",
+            fontsize=9,
+            va="top",
+            weight="bold",
+        )
         for m, method in enumerate(methods):
             left = m * (k + 1)
             ax.text(left, 1.08, f"{method}: ground truth at rank {query.ranks[method]}", fontsize=8, va="top")
             for i, hit in enumerate(query.top[method]):
                 colour = "#1a9850" if hit.ground_truth else "#bbbbbb"
-                ax.add_patch(Rectangle((left + i + 0.05, 0.02), 0.9, 0.9, fill=False, lw=3 if hit.ground_truth else 1,
-                                       edgecolor=colour))  # fmt: skip
+                ax.add_patch(
+                    Rectangle(
+                        (left + i + 0.05, 0.02), 0.9, 0.9, fill=False, lw=3 if hit.ground_truth else 1, edgecolor=colour
+                    )
+                )
                 tokens = "\n".join(textwrap.shorten(t, 14) for t in hit.ocr_tokens[:5]) or "(no OCR tokens)"
                 ax.text(left + i + 0.5, 0.85, f"#{i + 1} {hit.image_id}", ha="center", va="top", fontsize=7)
                 ax.text(left + i + 0.5, 0.7, tokens, ha="center", va="top", fontsize=7, family="monospace")
-    _title(fig, "Top images per caption query (OCR tokens shown; green = ground truth)\nQueries picked where the two"
-           " models disagree most, both ways: illustrative, not representative", synthetic)  # fmt: skip
+    _title(
+        fig,
+        "Top images per caption query (OCR tokens shown; green = ground truth)\nQueries picked where the two"
+        " models disagree most, both ways: illustrative, not representative",
+        synthetic,
+    )
     return fig

@@ -87,9 +87,14 @@ def run_notebooks(notebooks_dir: Path, out_dir: Path, parameters: dict[str, Any]
             executed = tmp / notebook.name
             try:
                 papermill.execute_notebook(
-                    notebook, executed, parameters=parameters, kernel_name=KERNEL, progress_bar=False,
-                    log_output=False, extra_arguments=["--IPKernelApp.log_level=ERROR"],
-                )  # fmt: skip
+                    notebook,
+                    executed,
+                    parameters=parameters,
+                    kernel_name=KERNEL,
+                    progress_bar=False,
+                    log_output=False,
+                    extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                )
             except PapermillExecutionError as exc:
                 raise StacmrError(f"{notebook}: cell {exc.exec_count} failed: {exc.ename}: {exc.evalue}") from None
             _drop_run_details(executed)

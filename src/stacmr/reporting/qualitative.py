@@ -78,11 +78,13 @@ def caption_queries(results: Results, features_dir: Path) -> list[Query]:
     queries = []
     for j, favoured in picks:
         gt = j // per_image
-        queries.append(Query(
-            caption=str(captions[gt, j % per_image]),
-            image_id=image_ids[gt],
-            ranks={label[ab]: int(saved[ab]["t2i"][j]) + 1 for ab in saved},
-            chosen=f"a caption that favours {favoured}",
-            top={label[ab]: tuple(hit(int(i), gt) for i in saved[ab]["t2i_top"][j]) for ab in saved},
-        ))  # fmt: skip
+        queries.append(
+            Query(
+                caption=str(captions[gt, j % per_image]),
+                image_id=image_ids[gt],
+                ranks={label[ab]: int(saved[ab]["t2i"][j]) + 1 for ab in saved},
+                chosen=f"a caption that favours {favoured}",
+                top={label[ab]: tuple(hit(int(i), gt) for i in saved[ab]["t2i_top"][j]) for ab in saved},
+            )
+        )
     return queries

@@ -27,13 +27,18 @@ class Table:
         """The reading layout as HTML: text columns left-aligned, number columns right-aligned."""
         right = [_numeric(self.wide[c]) for c in self.wide.columns]
         align = ["right;white-space:nowrap" if r else "left" for r in right]  # a number and its interval: one line
-        head = "".join(f'<th style="text-align:{a}">{html.escape(str(c))}</th>' for c, a in
-                       zip(self.wide.columns, align, strict=True))  # fmt: skip
+        head = "".join(
+            f'<th style="text-align:{a}">{html.escape(str(c))}</th>'
+            for c, a in zip(self.wide.columns, align, strict=True)
+        )
         body = "".join(
-            "<tr>" + "".join(f'<td style="text-align:{a}">{html.escape(_cell(v))}</td>' for v, a in
-                             zip(row, align, strict=True)) + "</tr>"
+            "<tr>"
+            + "".join(
+                f'<td style="text-align:{a}">{html.escape(_cell(v))}</td>' for v, a in zip(row, align, strict=True)
+            )
+            + "</tr>"
             for row in self.wide.itertuples(index=False)
-        )  # fmt: skip
+        )
         notes = "".join(f"<p><small>{html.escape(n)}</small></p>" for n in self.notes)
         table = f'<table class="dataframe"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
         return f"<h3>{html.escape(self.title)}</h3>{table}{notes}"
@@ -62,9 +67,22 @@ def markdown(table: Table) -> str:
     return "\n".join([*lines, "", *(f"- {n}" for n in table.notes)]) + "\n"
 
 
-_LATEX_ESCAPES = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
-                  "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "→": r"$\to$", "−": "-", "—": "--",
-                  "×": r"$\times$", "α": r"$\alpha$"}  # fmt: skip
+_LATEX_ESCAPES = {
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "→": r"$\to$",
+    "−": "-",
+    "—": "--",
+    "×": r"$\times$",
+    "α": r"$\alpha$",
+}
 
 
 def _tex(text: object) -> str:

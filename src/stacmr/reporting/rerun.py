@@ -154,8 +154,10 @@ def compare(
 def summary(changes: list[Change], rev: str) -> str:
     files = len({c.file for c in changes})
     counts = {v: sum(c.verdict == v for c in changes) for v in (SAME, WITHIN, DIFFERS, NEW, GONE)}
-    line = (f"{len(changes)} metrics in {files} files compared with {rev}: {counts[SAME]} same, "
-            f"{counts[WITHIN]} within seed variance, {counts[DIFFERS]} differ")  # fmt: skip
+    line = (
+        f"{len(changes)} metrics in {files} files compared with {rev}: {counts[SAME]} same, "
+        f"{counts[WITHIN]} within seed variance, {counts[DIFFERS]} differ"
+    )
     if counts[NEW] or counts[GONE]:
         line += f" ({counts[NEW]} new and {counts[GONE]} gone: metrics only one side has)"
     return line + "."

@@ -45,10 +45,13 @@ def share_interval(
     tables = [image_hits(i2t, t2i, caption_image) for i2t, t2i in systems]
     n = len(tables[0])
     point = [t.metric(np.ones((1, n)), "rsum")[0] for t in tables]
-    samples = np.concatenate([
-        np.stack([t.metric(w, "rsum") for t in tables])
-        for w in image_weights(np.random.default_rng(seed), n, resamples)
-    ], axis=1)  # fmt: skip
+    samples = np.concatenate(
+        [
+            np.stack([t.metric(w, "rsum") for t in tables])
+            for w in image_weights(np.random.default_rng(seed), n, resamples)
+        ],
+        axis=1,
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         ratios = (samples[0] - samples[1]) / (samples[2] - samples[3])
     ratios = ratios[np.isfinite(ratios)]
@@ -83,13 +86,24 @@ def headroom_table(results: Results, report: ReportParams, metrics_dir: Path, re
         caption_image = base_ranks["caption_image"]
         for variant in VARIANTS:
             control = controls[variant]
-            rows.append({
-                "split": split_label(split), "row": f"text-match control ({variant})", "ablation": None,
-                "counterpart": report.baseline, "rsum": control["rsum"], "ci_low": control["ci95"]["rsum"][0],
-                "ci_high": control["ci95"]["rsum"][1], "gain": control["rsum"] - baseline.value("rsum"),
-                "p_value": None, "share": None, "share_low": None, "share_high": None, "weight": control["weight"],
-                "dvc_stage": HEADROOM,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "split": split_label(split),
+                    "row": f"text-match control ({variant})",
+                    "ablation": None,
+                    "counterpart": report.baseline,
+                    "rsum": control["rsum"],
+                    "ci_low": control["ci95"]["rsum"][0],
+                    "ci_high": control["ci95"]["rsum"][1],
+                    "gain": control["rsum"] - baseline.value("rsum"),
+                    "p_value": None,
+                    "share": None,
+                    "share_low": None,
+                    "share_high": None,
+                    "weight": control["weight"],
+                    "dvc_stage": HEADROOM,
+                }
+            )
         for ablation in params.evaluate.ablations:
             counterpart = params.ablations[ablation].counterpart
             ours = results.get(ablation, split)
@@ -101,12 +115,25 @@ def headroom_table(results: Results, report: ReportParams, metrics_dir: Path, re
                 c = (control_ranks[f"{variant}_i2t"], control_ranks[f"{variant}_t2i"])
                 systems = [(a["i2t"], a["t2i"]), (b["i2t"], b["t2i"]), c, (base_ranks["i2t"], base_ranks["t2i"])]
                 share, low, high = share_interval(systems, caption_image, resamples, report.seed)
-                rows.append({
-                    "split": split_label(split), "row": ours.method, "ablation": ablation, "counterpart": counterpart,
-                    "rsum": ours.value("rsum"), "ci_low": ours.ci("rsum")[0], "ci_high": ours.ci("rsum")[1],
-                    "gain": gain, "p_value": p, "share": share, "share_low": low, "share_high": high,
-                    "weight": None, "control": variant, "dvc_stage": ours.stage,
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "split": split_label(split),
+                        "row": ours.method,
+                        "ablation": ablation,
+                        "counterpart": counterpart,
+                        "rsum": ours.value("rsum"),
+                        "ci_low": ours.ci("rsum")[0],
+                        "ci_high": ours.ci("rsum")[1],
+                        "gain": gain,
+                        "p_value": p,
+                        "share": share,
+                        "share_low": low,
+                        "share_high": high,
+                        "weight": None,
+                        "control": variant,
+                        "dvc_stage": ours.stage,
+                    }
+                )
     long = pd.DataFrame(rows)
     wide = []
     for r in long.itertuples():
@@ -116,17 +143,27 @@ def headroom_table(results: Results, report: ReportParams, metrics_dir: Path, re
         else:
             detail = f"{r.gain:+.1f} vs {r.counterpart} (p = {r.p_value:.3g})"
             share = f"{100 * r.share:.0f}% [{100 * r.share_low:.0f}, {100 * r.share_high:.0f}] of {r.control}"
-        wide.append({"split": r.split, "row": r.row if r.ablation is None or pd.isna(r.ablation) else r.ablation,
-                     "rsum": f"{r.rsum:.1f} [{r.ci_low:.1f}, {r.ci_high:.1f}]", "difference": detail,
-                     "headroom captured": share})  # fmt: skip
+        wide.append(
+            {
+                "split": r.split,
+                "row": r.row if r.ablation is None or pd.isna(r.ablation) else r.ablation,
+                "rsum": f"{r.rsum:.1f} [{r.ci_low:.1f}, {r.ci_high:.1f}]",
+                "difference": detail,
+                "headroom captured": share,
+            }
+        )
     notes = (
         f"Control: {report.baseline}'s similarity + weight × (caption words found among the image's OCR strings; "
         "fuzzy: also at edit distance 1 for words of 4+ characters), weight chosen on CTC val only. Headroom "
         "captured: (ablation − its visual-only counterpart) / (control − baseline) in rsum, 95% interval from "
         "resampling images for the four systems at once.",
     )
-    return Table("Headroom: what the scene text could add, and what each scene-text family captures", long,
-                 pd.DataFrame(wide), notes)  # fmt: skip
+    return Table(
+        "Headroom: what the scene text could add, and what each scene-text family captures",
+        long,
+        pd.DataFrame(wide),
+        notes,
+    )
 
 
 def _agreement(neighbours_dir: Path) -> dict[str, dict[str, float]]:
@@ -141,10 +178,17 @@ def reading_table(results: Results, neighbours_dir: Path) -> Table:
     rows = []
     for (ablation, split), ours in results.evaluated.items():
         for groups, diag in ours.metrics.get("reading", {}).items():
-            rows.append({
-                "ablation": ablation, "family": ours.label, "scene_text": ours.scene_text, "split": split_label(split),
-                "groups": groups, **diag, "dvc_stage": ours.stage,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "ablation": ablation,
+                    "family": ours.label,
+                    "scene_text": ours.scene_text,
+                    "split": split_label(split),
+                    "groups": groups,
+                    **diag,
+                    "dvc_stage": ours.stage,
+                }
+            )
     long = pd.DataFrame(rows)
 
     def cell(value: Any, chance: Any, n: Any) -> str:
@@ -154,12 +198,16 @@ def reading_table(results: Results, neighbours_dir: Path) -> Table:
 
     wide = []
     for r in long.itertuples():
-        wide.append({
-            "ablation": r.ablation, "scene text": "yes" if r.scene_text else "no", "split": r.split,
-            "groups": r.groups, "within-group choice": cell(r.within_group, r.within_group_chance,
-                                                             r.within_group_queries),
-            "OCR swap": cell(r.ocr_swap, r.ocr_swap_chance, r.ocr_swap_queries),
-        })  # fmt: skip
+        wide.append(
+            {
+                "ablation": r.ablation,
+                "scene text": "yes" if r.scene_text else "no",
+                "split": r.split,
+                "groups": r.groups,
+                "within-group choice": cell(r.within_group, r.within_group_chance, r.within_group_queries),
+                "OCR swap": cell(r.ocr_swap, r.ocr_swap_chance, r.ocr_swap_queries),
+            }
+        )
     agreement = _agreement(neighbours_dir)
     notes = [
         "Within-group choice: for captions that name a word of their image's OCR, how often their own image beats "
@@ -169,8 +217,13 @@ def reading_table(results: Results, neighbours_dir: Path) -> Table:
         "has); 'true' = the synthetic world's scene groups.",
     ]
     if agreement:
-        notes.append("Visual clusters vs true groups: " + "; ".join(
-            f"{split_label(name.split('/')[-1]) if name.split('/')[0] == CTC.name else name}: neighbour precision "
-            f"{a['neighbour_precision']:.2f}, cluster purity {a['cluster_purity']:.2f}, group recall "
-            f"{a['group_recall']:.2f}" for name, a in sorted(agreement.items())))  # fmt: skip
+        notes.append(
+            "Visual clusters vs true groups: "
+            + "; ".join(
+                f"{split_label(name.split('/')[-1]) if name.split('/')[0] == CTC.name else name}: neighbour precision "
+                f"{a['neighbour_precision']:.2f}, cluster purity {a['cluster_purity']:.2f}, group recall "
+                f"{a['group_recall']:.2f}"
+                for name, a in sorted(agreement.items())
+            )
+        )
     return Table('"Does it read?" diagnostics', long, pd.DataFrame(wide), tuple(notes))

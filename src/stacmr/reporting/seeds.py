@@ -78,18 +78,28 @@ def seed_table(results: Results, runs: dict[tuple[str, str], SeedRuns]) -> Table
         if len(r.seeds) < 2:
             continue
         ours = results.get(ablation, split)
-        row: dict[str, Any] = {"split": split_label(split), "method": ours.method, "ablation": ablation,
-                               "seeds": len(r.seeds)}  # fmt: skip
+        row: dict[str, Any] = {
+            "split": split_label(split),
+            "method": ours.method,
+            "ablation": ablation,
+            "seeds": len(r.seeds),
+        }
         for key in CI_KEYS:
             row[f"{key}_mean"], row[f"{key}_sd"] = r.mean_sd(key)
         row.update({f"rsum_seed{s}": v for s, v in zip(r.seeds, r.values("rsum"), strict=True)})
         rows.append(row)
     long = pd.DataFrame(rows)
-    wide = pd.DataFrame([
-        {"split": row["split"], "method": row["method"], "seeds": row["seeds"],
-         **{key: f"{row[f'{key}_mean']:.1f} ± {row[f'{key}_sd']:.1f}" for key in CI_KEYS}}
-        for row in rows
-    ])  # fmt: skip
+    wide = pd.DataFrame(
+        [
+            {
+                "split": row["split"],
+                "method": row["method"],
+                "seeds": row["seeds"],
+                **{key: f"{row[f'{key}_mean']:.1f} ± {row[f'{key}_sd']:.1f}" for key in CI_KEYS},
+            }
+            for row in rows
+        ]
+    )
     notes = (
         "Mean ± sample sd over training seeds (the run of `train.seed` and the replicates of params.yaml "
         "`replicates`). The sd is what a rerun with another seed moves a number by; the 95% CIs of the other tables "

@@ -57,8 +57,9 @@ def sweep_rows(
                 if metrics is None:
                     continue
                 values = {column: _value(metrics, path) for column, path in _KEYS.items()}
-                rows.append({"ocr_char_error": float(noise), "experiment": name, "ablation": ablation,
-                             "split": split, **values})  # fmt: skip
+                rows.append(
+                    {"ocr_char_error": float(noise), "experiment": name, "ablation": ablation, "split": split, **values}
+                )
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     # the workspace repeats the experiment it was last run as (or the commit's own numbers): keep a named one
     table["_workspace"] = table["experiment"] == "workspace"
@@ -91,6 +92,8 @@ def ocr_noise_figure(table: pd.DataFrame, synthetic: bool) -> plt.Figure:
     axes[1].set(xlabel="OCR character error rate", ylabel="within-group choice", title="Does it read? (true groups)")
     axes[1].legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize="small", frameon=False)
     if synthetic:
-        fig.suptitle("OCR-noise sweep on the synthetic CTC world (absolute values not comparable to the paper)",
-                     fontsize="medium")  # fmt: skip
+        fig.suptitle(
+            "OCR-noise sweep on the synthetic CTC world (absolute values not comparable to the paper)",
+            fontsize="medium",
+        )
     return fig

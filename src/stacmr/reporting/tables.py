@@ -51,24 +51,43 @@ def main_table(results: Results, claims: Claims) -> Table:
             for name in names:
                 for metric in CI_KEYS:
                     low, high = ours.ci(metric)
-                    rows.append({
-                        "method": ours.method, "paper_row": name, "ablation": ablation,
-                        "train_data": train_data_label(ours.train_data), "split": split_label(split),
-                        "metric": metric, "paper": paper.get((ablation, name, split, metric)),
-                        "reproduced": ours.value(metric), "ci_low": low, "ci_high": high,
-                        "checkpoint_sha256": ours.checkpoint_sha256, "dvc_stage": ours.stage,
-                    })  # fmt: skip
+                    rows.append(
+                        {
+                            "method": ours.method,
+                            "paper_row": name,
+                            "ablation": ablation,
+                            "train_data": train_data_label(ours.train_data),
+                            "split": split_label(split),
+                            "metric": metric,
+                            "paper": paper.get((ablation, name, split, metric)),
+                            "reproduced": ours.value(metric),
+                            "ci_low": low,
+                            "ci_high": high,
+                            "checkpoint_sha256": ours.checkpoint_sha256,
+                            "dvc_stage": ours.stage,
+                        }
+                    )
         evaluated = set(results.params.evaluate.ablations)
         for ablation, name in sorted(methods, key=lambda m: m[1]):
             if ablation in evaluated or (ablation, name, split, "rsum") not in paper:
                 continue
             for metric in CI_KEYS:
-                rows.append({
-                    "method": f"{name} (paper only)", "paper_row": name, "ablation": None, "train_data": None,
-                    "split": split_label(split), "metric": metric, "paper": paper[ablation, name, split, metric],
-                    "reproduced": None, "ci_low": None, "ci_high": None, "checkpoint_sha256": None,
-                    "dvc_stage": None,
-                })  # fmt: skip
+                rows.append(
+                    {
+                        "method": f"{name} (paper only)",
+                        "paper_row": name,
+                        "ablation": None,
+                        "train_data": None,
+                        "split": split_label(split),
+                        "metric": metric,
+                        "paper": paper[ablation, name, split, metric],
+                        "reproduced": None,
+                        "ci_low": None,
+                        "ci_high": None,
+                        "checkpoint_sha256": None,
+                        "dvc_stage": None,
+                    }
+                )
     long = pd.DataFrame(rows)
     long["difference"] = long["reproduced"] - long["paper"]
     wide_rows = []
@@ -90,8 +109,10 @@ def main_table(results: Results, claims: Claims) -> Table:
 
 def _data_note(results: Results) -> str:
     if results.params.data.source == "synthetic":
-        return ("Ours were trained and evaluated on the embedded synthetic CTC world: their absolute values are not "
-                "comparable to the paper's, and the differences are shown for the record only.")  # fmt: skip
+        return (
+            "Ours were trained and evaluated on the embedded synthetic CTC world: their absolute values are not "
+            "comparable to the paper's, and the differences are shown for the record only."
+        )
     return f"Ours were trained and evaluated on data source {results.params.data.source!r}."
 
 
@@ -114,19 +135,35 @@ def ablation_table(results: Results, report: ReportParams) -> Table:
                 cdiff, cp = paired_difference(
                     results, ablation, counterpart, split, "rsum", report.permutations, report.seed
                 )
-            rows.append({
-                "ablation": ablation, "family": ours.label, "train_data": train_data_label(ours.train_data),
-                "scene_text": ours.scene_text, "split": split_label(split), "rsum": ours.value("rsum"),
-                "ci_low": low, "ci_high": high, "diff_vs_baseline": diff, "p_value": p, "counterpart": counterpart,
-                "diff_vs_counterpart": cdiff, "p_counterpart": cp, "checkpoint_sha256": ours.checkpoint_sha256,
-                "dvc_stage": ours.stage,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "ablation": ablation,
+                    "family": ours.label,
+                    "train_data": train_data_label(ours.train_data),
+                    "scene_text": ours.scene_text,
+                    "split": split_label(split),
+                    "rsum": ours.value("rsum"),
+                    "ci_low": low,
+                    "ci_high": high,
+                    "diff_vs_baseline": diff,
+                    "p_value": p,
+                    "counterpart": counterpart,
+                    "diff_vs_counterpart": cdiff,
+                    "p_counterpart": cp,
+                    "checkpoint_sha256": ours.checkpoint_sha256,
+                    "dvc_stage": ours.stage,
+                }
+            )
     long = pd.DataFrame(rows)
     wide_rows = []
     for ablation, group in long.groupby("ablation", sort=False):
         first = group.iloc[0]
-        row = {"ablation": ablation, "family": first.family, "training data": first.train_data,
-               "scene text": "yes" if first.scene_text else "no"}  # fmt: skip
+        row = {
+            "ablation": ablation,
+            "family": first.family,
+            "training data": first.train_data,
+            "scene text": "yes" if first.scene_text else "no",
+        }
         for r in group.itertuples():
             row[f"{r.split} rsum"] = _cell(None, r.rsum, r.ci_low, r.ci_high)
             row[f"{r.split} vs baseline"] = (

@@ -43,8 +43,10 @@ def meaning(data_source: str, report: ReportParams) -> str:
 
 
 def _count(verdicts: list[Verdict]) -> str:
-    counts = [(kind, sum(v.verdict == kind for v in verdicts)) for kind in
-              (REPRODUCED, WITHIN_TOLERANCE, NOT_REPRODUCED, NOT_COMPARABLE)]  # fmt: skip
+    counts = [
+        (kind, sum(v.verdict == kind for v in verdicts))
+        for kind in (REPRODUCED, WITHIN_TOLERANCE, NOT_REPRODUCED, NOT_COMPARABLE)
+    ]
     return ", ".join(f"{n} {kind}" for kind, n in counts if n) or "none"
 
 
@@ -52,8 +54,10 @@ def summary(verdicts: list[Verdict]) -> str:
     """One line: the directions' verdicts, then the published numbers'."""
     directions = [v for v in verdicts if v.kind != "number"]
     numbers = [v for v in verdicts if v.kind == "number"]
-    return (f"Directional claims ({len(directions)}): {_count(directions)}. "
-            f"Published numbers ({len(numbers)}): {_count(numbers)}.")  # fmt: skip
+    return (
+        f"Directional claims ({len(directions)}): {_count(directions)}. "
+        f"Published numbers ({len(numbers)}): {_count(numbers)}."
+    )
 
 
 def _fmt(value: float | None, signed: bool = False) -> str:
@@ -73,34 +77,62 @@ def _p(v: Verdict) -> str:
 def direction_table(verdicts: list[Verdict]) -> Table:
     """The directional claims: the paper's effect, ours with its 95% interval, the seed-aware p and the verdict."""
     chosen = [v for v in verdicts if v.kind != "number"]
-    wide = pd.DataFrame([
-        {"claim": v.claim, "paper": _fmt(v.claimed, signed=True), "ours [95% CI]": _ours(v, signed=True),
-         "p": _p(v), "verdict": v.verdict, "how": v.note}
-        for v in chosen
-    ])  # fmt: skip
-    notes = ("paper: the published difference (better − worse) where the paper gives both numbers; ours: the "
-             "difference of the seed means, its interval from the same bootstrap as p.",)  # fmt: skip
+    wide = pd.DataFrame(
+        [
+            {
+                "claim": v.claim,
+                "paper": _fmt(v.claimed, signed=True),
+                "ours [95% CI]": _ours(v, signed=True),
+                "p": _p(v),
+                "verdict": v.verdict,
+                "how": v.note,
+            }
+            for v in chosen
+        ]
+    )
+    notes = (
+        "paper: the published difference (better − worse) where the paper gives both numbers; ours: the "
+        "difference of the seed means, its interval from the same bootstrap as p.",
+    )
     return Table("Directional claims", pd.DataFrame([asdict(v) for v in chosen]), wide, notes)
 
 
 def number_table(verdicts: list[Verdict]) -> Table:
     """The published numbers beside ours: the appendix of the report."""
     chosen = [v for v in verdicts if v.kind == "number"]
-    wide = pd.DataFrame([
-        {"claim": v.claim, "paper": _fmt(v.claimed), "ours [95% CI]": _ours(v),
-         "difference": _fmt(v.difference, signed=True), "verdict": v.verdict, "source": v.source}
-        for v in chosen
-    ])  # fmt: skip
+    wide = pd.DataFrame(
+        [
+            {
+                "claim": v.claim,
+                "paper": _fmt(v.claimed),
+                "ours [95% CI]": _ours(v),
+                "difference": _fmt(v.difference, signed=True),
+                "verdict": v.verdict,
+                "source": v.source,
+            }
+            for v in chosen
+        ]
+    )
     return Table("Published numbers", pd.DataFrame([asdict(v) for v in chosen]), wide, ())
 
 
 def verdict_table(verdicts: list[Verdict], data_source: str, report: ReportParams) -> Table:
     """Every verdict, one row each (the files `verdicts.{md,tex,csv}`), with the summary and meaning as notes."""
-    wide = pd.DataFrame([
-        {"claim": v.claim, "source": v.source, "claimed": _fmt(v.claimed), "reproduced [95% CI]": _ours(v),
-         "difference": _fmt(v.difference, signed=True), "p": _p(v), "verdict": v.verdict, "note": v.note}
-        for v in verdicts
-    ])  # fmt: skip
+    wide = pd.DataFrame(
+        [
+            {
+                "claim": v.claim,
+                "source": v.source,
+                "claimed": _fmt(v.claimed),
+                "reproduced [95% CI]": _ours(v),
+                "difference": _fmt(v.difference, signed=True),
+                "p": _p(v),
+                "verdict": v.verdict,
+                "note": v.note,
+            }
+            for v in verdicts
+        ]
+    )
     long = pd.DataFrame([asdict(v) for v in verdicts])
     return Table("Paper claims: verdicts", long, wide, (summary(verdicts), meaning(data_source, report)))
 
@@ -120,8 +152,11 @@ def terminal(verdicts: list[Verdict], data_source: str, report: ReportParams) ->
             lines.append(_cut(f"{v.verdict:<15} {_ours(v, signed=True):<24} {_p(v):>7}  {v.claim}", width))
     numbers = [v for v in verdicts if v.kind == "number"]
     if data_source == "synthetic":
-        lines += ["", f"{len(numbers)} published numbers: not comparable on synthetic data "
-                      "(ours beside each: `stacmr verify --format md`)."]  # fmt: skip
+        lines += [
+            "",
+            f"{len(numbers)} published numbers: not comparable on synthetic data "
+            "(ours beside each: `stacmr verify --format md`).",
+        ]
     elif numbers:
         lines += ["", f"{'verdict':<17} {'paper':>7} {'ours [95% CI]':<22} claim"]
         lines += [_cut(f"{v.verdict:<17} {_fmt(v.claimed):>7} {_ours(v):<22} {v.id}", width) for v in numbers]
@@ -129,10 +164,18 @@ def terminal(verdicts: list[Verdict], data_source: str, report: ReportParams) ->
 
 
 def to_json(verdicts: list[Verdict], data_source: str, report: ReportParams) -> str:
-    return json.dumps(
-        {"data_source": data_source, "summary": summary(verdicts), "meaning": meaning(data_source, report),
-         "verdicts": [asdict(v) for v in verdicts]}, indent=2,
-    ) + "\n"  # fmt: skip
+    return (
+        json.dumps(
+            {
+                "data_source": data_source,
+                "summary": summary(verdicts),
+                "meaning": meaning(data_source, report),
+                "verdicts": [asdict(v) for v in verdicts],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
 
 def write_verdicts(verdicts: list[Verdict], data_source: str, report: ReportParams, out_dir: Path) -> list[Path]:

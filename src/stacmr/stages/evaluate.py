@@ -53,8 +53,14 @@ def main(argv: list[str] | None = None) -> None:
             model, store, vocab, max_words, device, Budget.from_params(e), Bootstrap.from_params(e), e.top_k
         )
         reading = {kind: reading_diagnostics(model, store, vocab, max_words, device, g) for kind, g in groups.items()}
-    metrics = {"ablation": args.ablation, "seed": best.spec.seed, "split": args.split,
-               "checkpoint_epoch": best.epoch, **metrics, "reading": reading}  # fmt: skip
+    metrics = {
+        "ablation": args.ablation,
+        "seed": best.spec.seed,
+        "split": args.split,
+        "checkpoint_epoch": best.epoch,
+        **metrics,
+        "reading": reading,
+    }
     write_text(args.metrics, json.dumps(metrics, indent=2) + "\n")
     args.ranks.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.ranks) as tmp, open(tmp, "wb") as f:
@@ -65,5 +71,10 @@ def main(argv: list[str] | None = None) -> None:
             flat = {k: v for k, v in metrics.items() if isinstance(v, float)}
             flat.update({f"explicit_{k}": v for k, v in metrics.get("explicit", {}).items() if isinstance(v, float)})
             tracker.log_metrics({f"{args.split}_{k}": v for k, v in flat.items()}, step=best.epoch)
-    log.info("%s on %s: rsum %.1f (explicit %.1f)", args.ablation, args.split, metrics["rsum"],
-             metrics.get("explicit", {}).get("rsum", float("nan")))  # fmt: skip
+    log.info(
+        "%s on %s: rsum %.1f (explicit %.1f)",
+        args.ablation,
+        args.split,
+        metrics["rsum"],
+        metrics.get("explicit", {}).get("rsum", float("nan")),
+    )

@@ -65,6 +65,12 @@ def main(argv: list[str] | None = None) -> None:
     shutil.rmtree(work)
     log.info(
         "%s: %d of %d images extracted (%d resumed, %d unreadable) with %s %s and %s",
-        args.split, report["extracted"], report["images"], report["resumed"], len(report["unreadable"]),
-        engine.name, engine.version, backbone.name,
-    )  # fmt: skip
+        args.split,
+        report["extracted"],
+        report["images"],
+        report["resumed"],
+        len(report["unreadable"]),
+        engine.name,
+        engine.version,
+        backbone.name,
+    )

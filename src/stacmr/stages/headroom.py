@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from stacmr.atomic import atomic_path, write_text
-from stacmr.data.sources import VALIDATION
+from stacmr.data.sources import CTC, VALIDATION
 from stacmr.evaluation.encode import encode_store
-from stacmr.evaluation.evaluate import Budget
+from stacmr.evaluation.evaluate import Bootstrap, Budget
 from stacmr.evaluation.headroom import VARIANTS, control_weight, evaluate_control
 from stacmr.evaluation.textmatch import store_text, text_match
 from stacmr.features.store import FeatureStore, store_file
@@ -30,8 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     params = start("headroom", args)
     baseline, e, h = params.report.baseline, params.evaluate, params.headroom
-    budget = Budget.from_params(e)
-    budgets = (budget.block_bytes, budget.tile_bytes, budget.matrix_bytes)
+    budget, bootstrap = Budget.from_params(e), Bootstrap.from_params(e)
     checkpoint = args.models / baseline / "best.pt"
     best = load_checkpoint(checkpoint, BestCheckpoint)
     model, vocab = rebuild_model(best)
@@ -48,16 +47,21 @@ def main(argv: list[str] | None = None) -> None:
     chosen = {}
     for variant, fuzzy in VARIANTS.items():
         match = text_match(val_ocr, val_captions, fuzzy, h.min_fuzzy_length)
-        chosen[variant] = control_weight(model, val, match, h.weights, *budgets)
-        log.info("%s control: weight %g chosen on %s (rsum by weight %s)", variant, *chosen[variant][:1], VALIDATION,
-                 chosen[variant][1])  # fmt: skip
+        chosen[variant] = control_weight(model, val, match, h.weights, budget)
+        log.info(
+            "%s control: weight %g chosen on %s (rsum by weight %s)",
+            variant,
+            *chosen[variant][:1],
+            VALIDATION,
+            chosen[variant][1],
+        )
     for split in e.splits:
-        enc, (ocr, captions) = encoded(f"ctc/{split}")
+        enc, (ocr, captions) = encoded(CTC.store(split))
         metrics, saved = {"baseline": baseline, "split": split, "validation": VALIDATION}, {}
         for variant, fuzzy in VARIANTS.items():
             weight, val_rsums = chosen[variant]
             match = text_match(ocr, captions, fuzzy, h.min_fuzzy_length)
-            result, ranks = evaluate_control(model, enc, match, weight, *budgets, e.bootstrap_resamples, e.seed)
+            result, ranks = evaluate_control(model, enc, match, weight, budget, bootstrap)
             metrics[variant] = {"weight": weight, "val_rsum_by_weight": val_rsums, **result}
             saved.update({f"{variant}_{key}": value for key, value in ranks.items()})
             log.info("%s on %s: %s control rsum %.1f (weight %g)", baseline, split, variant, result["rsum"], weight)

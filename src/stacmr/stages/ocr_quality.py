@@ -29,8 +29,13 @@ def main(argv: list[str] | None = None) -> None:
         for name in ENGINES:
             engine = make_engine(params.extract, name)
             results.append(ocr_quality(engine, params.extract.ocr, folder / "images", truth))
-            log.info("%s %s: word recall %s, precision %s", engine.name, engine.version,
-                     results[-1]["word_recall"], results[-1]["word_precision"])  # fmt: skip
+            log.info(
+                "%s %s: word recall %s, precision %s",
+                engine.name,
+                engine.version,
+                results[-1]["word_recall"],
+                results[-1]["word_precision"],
+            )
     doc = {
         "rendered": params_dict(params.extract.rendered),
         "filter": params_dict(params.extract.ocr),

@@ -13,7 +13,7 @@ import torch
 
 from stacmr.atomic import write_text
 from stacmr.checksum import sha256_file
-from stacmr.data.sources import VALIDATION
+from stacmr.data.sources import TRAINSET, VALIDATION
 from stacmr.errors import StacmrError
 from stacmr.evaluation.evaluate import Budget
 from stacmr.features.neighbours import neighbours_file
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--neighbours", required=True, type=Path, help="visual-neighbour clusters per store (sampler)")
     p.add_argument("--out", required=True, type=Path, help="checkpoint directory (best.pt, last.pt)")
     p.add_argument("--history", required=True, type=Path, help="per-epoch history CSV (DVC plots)")
-    p.add_argument("--metrics", required=True, type=Path, help="best validation metrics JSON (DVC metrics)")
+    p.add_argument("--metrics", required=True, type=Path, help="best validation metrics JSON (the report reads it)")
     p.add_argument("--resume", action="store_true", help="continue from --out/last.pt when it matches this run")
     p.add_argument("--seed", type=int, help="train with this seed instead of the ablation's (a seed replicate)")
     args = p.parse_args(argv)
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         train_params = replace(train_params, seed=args.seed)  # in the run spec: the checkpoint records it
     device = resolve_device(train_params.device)
     vocab = Vocabulary.load(args.vocab)
-    train_path = args.trainset if ablation.train_data == "trainset" else store_file(args.features, ablation.train_data)
+    train_path = args.trainset if ablation.train_data == TRAINSET else store_file(args.features, ablation.train_data)
     with FeatureStore(train_path) as train_store, FeatureStore(store_file(args.features, VALIDATION)) as val_store:
         inputs = {ablation.train_data: train_path, VALIDATION: val_store.path, "vocab": args.vocab}
         clusters = None
@@ -96,8 +96,14 @@ def main(argv: list[str] | None = None) -> None:
             tracker.log_artifact(args.metrics)
             # best.pt is byte-stable (same inputs, same bytes): the evaluate stages and the report find the run by it
             tracker.set_tags({CHECKPOINT_TAG: sha256_file(args.out / BEST)})
-    log.info("%s: best epoch %d, validation rsum %.1f; %.0f s, peak RSS %.0f MiB", args.ablation, best["epoch"],
-             best["val_rsum"], usage["train_seconds"], usage["peak_rss_mib"])  # fmt: skip
+    log.info(
+        "%s: best epoch %d, validation rsum %.1f; %.0f s, peak RSS %.0f MiB",
+        args.ablation,
+        best["epoch"],
+        best["val_rsum"],
+        usage["train_seconds"],
+        usage["peak_rss_mib"],
+    )
 
 
 def _peak_rss_mib() -> float:

@@ -21,12 +21,19 @@ def add_input_flags(p: argparse.ArgumentParser) -> None:
     """The flags `verify` and `report` share: where the claims, metrics, checkpoints and ranks are (defaults: the
     pipeline's paths, as dvc.yaml gives them)."""
     p.add_argument("--claims", default=Path("paper_claims.yaml"), type=Path, help="the paper's claims (%(default)s)")
-    p.add_argument("--metrics", default=Path("reports/metrics"), type=Path,
-                   help="metrics: <ablation>/<split>.json and replicates/ (%(default)s)")  # fmt: skip
-    p.add_argument("--models", default=Path("artifacts/models"), type=Path,
-                   help="checkpoint directories (%(default)s)")  # fmt: skip
-    p.add_argument("--ranks", default=Path("artifacts/ranks"), type=Path,
-                   help="per-query ranks: <ablation>/<split>.npz and replicates/ (%(default)s)")  # fmt: skip
+    p.add_argument(
+        "--metrics",
+        default=Path("reports/metrics"),
+        type=Path,
+        help="metrics: <ablation>/<split>.json and replicates/ (%(default)s)",
+    )
+    p.add_argument("--models", default=Path("artifacts/models"), type=Path, help="checkpoint directories (%(default)s)")
+    p.add_argument(
+        "--ranks",
+        default=Path("artifacts/ranks"),
+        type=Path,
+        help="per-query ranks: <ablation>/<split>.npz and replicates/ (%(default)s)",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,8 +30,9 @@ def training_clusters(path: Path, store: FeatureStore) -> np.ndarray:
     """The visual-neighbour cluster of each image of the training `store`, from the neighbours file `path`."""
     clusters = load_neighbours(path)["cluster"]
     if len(clusters) != len(store):
-        raise StacmrError(f"{path}: {len(clusters)} images, the store {store.path} has {len(store)}: rerun "
-                          "`dvc repro neighbours`")  # fmt: skip
+        raise StacmrError(
+            f"{path}: {len(clusters)} images, the store {store.path} has {len(store)}: rerun `dvc repro neighbours`"
+        )
     return clusters
 
 

@@ -6,6 +6,12 @@ shop and sign words, brand-like names, place names and numbers, the kinds of tok
 ("a delta plane", "a stop sign", "bus number 42").
 """
 
+
+def _words(text: str) -> tuple[str, ...]:
+    """The words of `text`: the long word lists below are written as lines of words."""
+    return tuple(text.split())
+
+
 # object name → the words captions use for it (the first is the canonical one).
 OBJECTS: dict[str, tuple[str, ...]] = {
     "bus": ("bus", "coach"),
@@ -56,47 +62,89 @@ OBJECTS: dict[str, tuple[str, ...]] = {
     "traffic light": ("traffic light", "stoplight"),
 }
 
-TEXT_CARRIERS: tuple[str, ...] = (
-    "bus", "train", "truck", "van", "plane", "boat", "sign", "storefront", "billboard", "banner", "poster", "shirt",
-    "bottle", "can", "box", "clock", "laptop", "book", "cup", "bag",
-)  # fmt: skip
+TEXT_CARRIERS: tuple[str, ...] = _words(
+    "bus train truck van plane boat sign storefront billboard banner poster shirt bottle can box clock "
+    "laptop book cup bag"
+)
 
-ATTRIBUTES: tuple[str, ...] = (
-    "red", "blue", "green", "yellow", "white", "black", "orange", "brown", "large", "small", "old", "new", "wooden",
-    "metal", "shiny", "dirty",
-)  # fmt: skip
+ATTRIBUTES: tuple[str, ...] = _words(
+    "red blue green yellow white black orange brown large small old new wooden metal shiny dirty"
+)
 
 PLACES: tuple[str, ...] = (
-    "street", "kitchen", "park", "beach", "station", "airport", "field", "market", "room", "city", "road", "harbor",
-    "sidewalk", "parking lot",
-)  # fmt: skip
+    "street",
+    "kitchen",
+    "park",
+    "beach",
+    "station",
+    "airport",
+    "field",
+    "market",
+    "room",
+    "city",
+    "road",
+    "harbor",
+    "sidewalk",
+    "parking lot",
+)
 
 SCENE_TEXT: tuple[str, ...] = (
     # shops and signs
-    "stop", "pizza", "coffee", "bakery", "hotel", "taxi", "police", "bank", "pharmacy", "market", "exit", "open",
-    "sale", "cafe", "bar", "express", "museum", "station", "airport", "parking", "school", "library", "fire",
-    "ambulance", "deli", "grill", "pub", "inn", "motel", "salon", "books", "toys", "pets", "garden", "flowers", "wine",
-    "beer", "tea", "sushi", "noodles", "tacos", "steak", "seafood", "bagels", "juice", "milk", "water", "donuts",
-    "diner", "laundry", "bikes", "tickets", "welcome", "danger", "slow", "yield", "oneway", "closed", "free", "news",
-    "pizzeria", "espresso", "burgers", "kebab", "gelato", "cinema", "theatre", "casino", "gym", "dental", "clinic",
-    "hospital", "church", "post", "office", "shoes", "fashion", "jewelry", "optical", "pawn", "liquor", "grocery",
+    *_words(
+        "stop pizza coffee bakery hotel taxi police bank pharmacy market exit open sale cafe bar express "
+        "museum station airport parking school library fire ambulance deli grill pub inn motel salon books "
+        "toys pets garden flowers wine beer tea sushi noodles tacos steak seafood bagels juice milk water "
+        "donuts diner laundry bikes tickets welcome danger slow yield oneway closed free news pizzeria "
+        "espresso burgers kebab gelato cinema theatre casino gym dental clinic hospital church post office "
+        "shoes fashion jewelry optical pawn liquor grocery"
+    ),
     # brand-like and transport names
-    "delta", "united", "alaska", "virgin", "lufthansa", "emirates", "amtrak", "metro", "transit", "greyhound",
-    "yankees", "dodgers", "lakers", "giants", "rangers", "kodak", "canon", "nokia", "honda", "toyota", "volvo",
-    "shell", "citgo", "texaco", "pepsi", "sprite", "fanta", "heineken", "corona", "budweiser", "nike", "adidas",
-    "puma", "reebok", "apple", "dell", "sony", "samsung", "intel", "lego",
+    *_words(
+        "delta united alaska virgin lufthansa emirates amtrak metro transit greyhound yankees dodgers lakers "
+        "giants rangers kodak canon nokia honda toyota volvo shell citgo texaco pepsi sprite fanta heineken "
+        "corona budweiser nike adidas puma reebok apple dell sony samsung intel lego"
+    ),
     # places and names
-    "broadway", "main", "oak", "elm", "park", "king", "queen", "union", "central", "harbor", "river", "lake",
-    "london", "paris", "boston", "chicago", "denver", "seattle", "austin", "miami",
+    *_words(
+        "broadway main oak elm park king queen union central harbor river lake london paris boston chicago "
+        "denver seattle austin miami"
+    ),
     # numbers (bus lines, shirt numbers, prices)
-    "7", "12", "23", "42", "57", "99", "101", "212", "365", "1998", "2010", "50",
-)  # fmt: skip
+    *_words("7 12 23 42 57 99 101 212 365 1998 2010 50"),
+)
 
 # Characters an OCR engine confuses (lower case; upper-case forms are handled by the noise model).
 OCR_CONFUSIONS: dict[str, tuple[str, ...]] = {
-    "o": ("0", "c", "a"), "0": ("o", "d"), "l": ("1", "i", "t"), "i": ("l", "1", "j"), "1": ("l", "i", "7"),
-    "s": ("5", "z"), "5": ("s", "6"), "e": ("c", "o"), "c": ("e", "o"), "a": ("o", "e"), "b": ("6", "h"),
-    "g": ("9", "q"), "z": ("2", "s"), "m": ("rn", "n"), "u": ("v", "n"), "n": ("h", "m", "r"), "t": ("f", "l"),
-    "h": ("b", "n"), "r": ("n",), "v": ("u", "y"), "w": ("vv",), "d": ("cl", "o"), "7": ("1", "t"), "2": ("z",),
-    "9": ("g",), "6": ("b",), "8": ("b", "3"), "3": ("8",), "k": ("x",), "y": ("v",), "p": ("b",), "f": ("t",),
-}  # fmt: skip
+    "o": ("0", "c", "a"),
+    "0": ("o", "d"),
+    "l": ("1", "i", "t"),
+    "i": ("l", "1", "j"),
+    "1": ("l", "i", "7"),
+    "s": ("5", "z"),
+    "5": ("s", "6"),
+    "e": ("c", "o"),
+    "c": ("e", "o"),
+    "a": ("o", "e"),
+    "b": ("6", "h"),
+    "g": ("9", "q"),
+    "z": ("2", "s"),
+    "m": ("rn", "n"),
+    "u": ("v", "n"),
+    "n": ("h", "m", "r"),
+    "t": ("f", "l"),
+    "h": ("b", "n"),
+    "r": ("n",),
+    "v": ("u", "y"),
+    "w": ("vv",),
+    "d": ("cl", "o"),
+    "7": ("1", "t"),
+    "2": ("z",),
+    "9": ("g",),
+    "6": ("b",),
+    "8": ("b", "3"),
+    "3": ("8",),
+    "k": ("x",),
+    "y": ("v",),
+    "p": ("b",),
+    "f": ("t",),
+}
