@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     p = parser("report", __doc__)
     add_input_flags(p)
     p.add_argument("--features", required=True, type=Path, help="feature stores (captions, OCR tokens)")
-    p.add_argument("--history", required=True, type=Path, help="training history CSVs (when MLflow has no run)")
+    p.add_argument("--history", required=True, type=Path, help="training history CSVs (the training figure)")
     p.add_argument("--neighbours", required=True, type=Path, help="the neighbours stage's folder (cluster agreement)")
     p.add_argument("--sweep", required=True, type=Path, help="the OCR-noise sweep table (drawn when it exists)")
     p.add_argument("--notebooks", required=True, type=Path, help="folder of the report notebooks")
