@@ -13,7 +13,7 @@ import torch
 from stacmr.cli import main
 from stacmr.models import FAMILIES, VectorSets, build_model, config_class, family_class
 from tests.helpers.models import CHAN, DIMS, HINGE, SLOTS, garble_padding, make_captions, make_images
-from tests.helpers.stages import train_argv
+from tests.helpers.stages import evaluate_argv, train_argv
 
 DSVE = {
     "embed_dim": 16,
@@ -164,25 +164,7 @@ def test_one_epoch_smoke_run_trains_and_evaluates(pipeline, tmp_path, monkeypatc
     params = write_params(tiny_raw)
     assert main(train_argv(root, tmp_path, ablation, params)) == 0
     out = tmp_path / "eval.json"
-    argv = [
-        "evaluate",
-        "--params",
-        str(params),
-        "--ablation",
-        ablation,
-        "--split",
-        "dev",
-        "--neighbours",
-        str(root / "neighbours"),
-        "--models",
-        str(tmp_path / "models" / ablation),
-        "--features",
-        str(root / "features"),
-        "--metrics",
-        str(out),
-        "--ranks",
-        str(tmp_path / "ranks.npz"),
-    ]
+    argv = evaluate_argv(params, ablation, "dev", root, tmp_path / "models" / ablation, out, tmp_path / "ranks.npz")
     assert main(argv) == 0
     metrics = json.loads(out.read_text())
     assert 0 <= metrics["i2t_r1"] <= metrics["i2t_r10"] <= 100 and "explicit" in metrics

@@ -20,31 +20,12 @@ from stacmr.features.store import store_file
 from stacmr.params import load_params
 from stacmr.training.checkpoint import BestCheckpoint, load_checkpoint, save_checkpoint
 from tests.helpers.params import shrink
-from tests.helpers.stages import train_argv
+from tests.helpers.stages import evaluate_argv, train_argv
 
 
 def _evaluate(root, out, ablation, split, params):
-    return main(
-        [
-            "evaluate",
-            "--params",
-            str(params),
-            "--ablation",
-            ablation,
-            "--split",
-            split,
-            "--neighbours",
-            str(root / "neighbours"),
-            "--models",
-            str(out / "models" / ablation),
-            "--features",
-            str(root / "features"),
-            "--metrics",
-            str(out / "eval" / ablation / f"{split}.json"),
-            "--ranks",
-            str(out / "ranks" / f"{split}.npz"),
-        ]
-    )
+    metrics, ranks = out / "eval" / ablation / f"{split}.json", out / "ranks" / f"{split}.npz"
+    return main(evaluate_argv(params, ablation, split, root, out / "models" / ablation, metrics, ranks))
 
 
 @pytest.fixture
@@ -189,25 +170,9 @@ def _wider(h5) -> None:
 def _evaluate_in(one_epoch, features: Path, ablation: str, out: Path) -> int:
     root, models, params = one_epoch
     return main(
-        [
-            "evaluate",
-            "--params",
-            str(params),
-            "--ablation",
-            ablation,
-            "--split",
-            "dev",
-            "--neighbours",
-            str(root / "neighbours"),
-            "--models",
-            str(models / "models" / ablation),
-            "--features",
-            str(features),
-            "--metrics",
-            str(out / "dev.json"),
-            "--ranks",
-            str(out / "dev.npz"),
-        ]
+        evaluate_argv(
+            params, ablation, "dev", root, models / "models" / ablation, out / "dev.json", out / "dev.npz", features
+        )
     )
 
 

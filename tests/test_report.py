@@ -20,7 +20,7 @@ from stacmr.checksum import sha256_file
 from stacmr.cli import main
 from tests.helpers import REPO
 from tests.helpers.params import shrink
-from tests.helpers.stages import train_argv
+from tests.helpers.stages import evaluate_argv, train_argv
 
 pytestmark = pytest.mark.slow
 ABLATIONS = ("vsrn_all", "starnet_all")
@@ -53,25 +53,15 @@ def report(pipeline, tmp_path_factory, repo_params):
                 for split in ("dev", "test"):
                     assert (
                         main(
-                            [
-                                "evaluate",
-                                "--params",
-                                str(params),
-                                "--ablation",
+                            evaluate_argv(
+                                params,
                                 ablation,
-                                "--split",
                                 split,
-                                "--neighbours",
-                                str(root / "neighbours"),
-                                "--models",
-                                str(out / "models" / run),
-                                "--features",
-                                str(root / "features"),
-                                "--metrics",
-                                str(out / "eval" / run / f"{split}.json"),
-                                "--ranks",
-                                str(out / "ranks" / run / f"{split}.npz"),
-                            ]
+                                root,
+                                out / "models" / run,
+                                out / "eval" / run / f"{split}.json",
+                                out / "ranks" / run / f"{split}.npz",
+                            )
                         )
                         == 0
                     )

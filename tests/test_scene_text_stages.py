@@ -13,7 +13,7 @@ import torch
 from stacmr.cli import main
 from stacmr.features.neighbours import load_neighbours, load_true_groups, neighbours_file
 from stacmr.training.checkpoint import BestCheckpoint, load_checkpoint
-from tests.helpers.stages import train_argv
+from tests.helpers.stages import evaluate_argv, train_argv
 
 ABLATION = "chan_st_ws_nb"
 
@@ -66,25 +66,9 @@ def test_evaluate_reports_the_reading_diagnostics_for_visual_and_true_groups(tra
     metrics = out / "eval.json"
     assert (
         main(
-            [
-                "evaluate",
-                "--params",
-                str(root / "params.yaml"),
-                "--ablation",
-                ABLATION,
-                "--split",
-                "dev",
-                "--neighbours",
-                str(root / "neighbours"),
-                "--models",
-                str(out / "models" / ABLATION),
-                "--features",
-                str(root / "features"),
-                "--metrics",
-                str(metrics),
-                "--ranks",
-                str(out / "ranks.npz"),
-            ]
+            evaluate_argv(
+                root / "params.yaml", ABLATION, "dev", root, out / "models" / ABLATION, metrics, out / "ranks.npz"
+            )
         )
         == 0
     )

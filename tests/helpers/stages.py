@@ -28,3 +28,36 @@ def train_argv(root: Path, out: Path, ablation: str, params: Path | None = None)
         "--metrics",
         str(out / "metrics" / f"{ablation}.json"),
     ]
+
+
+def evaluate_argv(
+    params: Path,
+    ablation: str,
+    split: str,
+    root: Path,
+    models: Path,
+    metrics: Path,
+    ranks: Path,
+    features: Path | None = None,
+) -> list[str]:
+    """`stacmr evaluate` of the checkpoint folder `models` on `split` of the stores under `root` (or `features`),
+    writing the metrics JSON `metrics` and the ranks file `ranks`."""
+    return [
+        "evaluate",
+        "--params",
+        str(params),
+        "--ablation",
+        ablation,
+        "--split",
+        split,
+        "--neighbours",
+        str(root / "neighbours"),
+        "--models",
+        str(models),
+        "--features",
+        str(features or root / "features"),
+        "--metrics",
+        str(metrics),
+        "--ranks",
+        str(ranks),
+    ]
