@@ -122,6 +122,24 @@ def test_empty_strings_give_zero_vectors_with_finite_gradients():
     assert all(torch.isfinite(p.grad).all() for p in encoder.parameters() if p.grad is not None)
 
 
+def test_repeated_strings_give_the_same_gradients_on_every_backward():
+    # thousands of rows spelling 8 words: the repeats' gradients are summed into each distinct string. Summed by an
+    # accumulating index_put (what `encoded[inverse]` does backward), the order followed the threads and the bits
+    # changed from run to run (the chan_char ablations were not reproducible); index_select sums in a fixed order
+    torch.manual_seed(0)
+    encoder = CharEncoder(32)
+    draw = torch.Generator().manual_seed(1)
+    picks = torch.randint(0, 8, (4000,), generator=draw).tolist()
+    chars = torch.from_numpy(encode_strings([WORDS[i] for i in picks]))
+    weights = torch.randn(4000, 32, generator=draw)
+    grads = []
+    for _ in range(4):
+        encoder.zero_grad()
+        (encoder(chars) * weights).sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in encoder.parameters()]))
+    assert all(torch.equal(grads[0], g) for g in grads[1:])
+
+
 def test_masking_replaces_exactly_one_real_character_per_string():
     chars = torch.from_numpy(encode_strings(["bus", "", "a", "é", "pizzeria", "x" * 30]))
     masked, positions, targets = mask_one_character(chars, torch.Generator().manual_seed(0))

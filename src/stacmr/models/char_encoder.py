@@ -49,7 +49,10 @@ class CharEncoder(nn.Module):
         if spelt.any():
             unique, inverse = torch.unique(flat[spelt], dim=0, return_inverse=True)
             longest = int((unique != PAD).sum(dim=1).max())  # trailing PAD columns are never attended to: drop them
-            out = out.index_put((spelt.nonzero().squeeze(1),), self.encode_strings(unique[:, :longest])[inverse])
+            # index_select, not [inverse]: its backward sums a string's repeats in a fixed order (the indexing
+            # backward is an accumulating index_put whose order varies with the threads: not run-to-run identical)
+            encoded = self.encode_strings(unique[:, :longest]).index_select(0, inverse)
+            out = out.index_put((spelt.nonzero().squeeze(1),), encoded)
         return out.view(*chars.shape[:-1], out.shape[-1])
 
     def encode_strings(self, chars: Tensor) -> Tensor:
