@@ -1,8 +1,8 @@
-"""What DVC shows a researcher: one small metrics file (`reports/summary.json`, written by `report`) as the only DVC
-metric of every pipeline, and a `dvc plots show` page that renders offline: the page template named by `.dvc/config`
-carries Vega, Vega-Lite and vega-embed, and the training-curve template draws validation rsum and training loss.
-Headless Chromium renders a page made with both templates, every network request refused (skipped without
-`chromium` on PATH)."""
+"""What DVC shows a researcher: one small metrics file per report (`reports/summary.json` by `report`, the claims
+scope; `reports/grid/summary.json` by `report_grid`) as the only DVC metrics of every pipeline, and a `dvc plots
+show` page that renders offline: the page template named by `.dvc/config` carries Vega, Vega-Lite and vega-embed,
+and the training-curve template draws validation rsum and training loss. Headless Chromium renders a page made
+with both templates, every network request refused (skipped without `chromium` on PATH)."""
 
 from __future__ import annotations
 
@@ -27,16 +27,17 @@ def _metrics(definition: dict) -> list[str]:
     return [next(iter(m)) if isinstance(m, dict) else m for m in definition.get("metrics", [])]
 
 
-def test_the_summary_is_the_only_dvc_metric():
+def test_the_summaries_are_the_only_dvc_metrics():
     declared = []
     for dvc_file in DVC_FILES:
         pipeline = yaml.safe_load(dvc_file.read_text())
         declared += _metrics(pipeline)
         for stage in pipeline["stages"].values():
             declared += _metrics(stage.get("do", stage))
-    assert declared == ["reports/summary.json"]
-    report = yaml.safe_load(DVC_FILES[0].read_text())["stages"]["report"]
-    assert "--summary reports/summary.json" in report["cmd"]
+    assert declared == ["reports/summary.json", "reports/grid/summary.json"]
+    stages = yaml.safe_load(DVC_FILES[0].read_text())["stages"]
+    for name, scope, summary in (("report", "claims", "reports"), ("report_grid", "grid", "reports/grid")):
+        assert f"--scope {scope} " in stages[name]["cmd"] and f"--summary {summary}/summary.json" in stages[name]["cmd"]
 
 
 def _page(tmp_path: Path) -> Path:

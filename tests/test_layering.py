@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "stacmr.yamlfile",
             "stacmr.text",
             "stacmr.progress",
+            "stacmr.prefetch",
             "stacmr.tokens",
             "stacmr.workspace",
             "stacmr.data.sources",

@@ -57,6 +57,7 @@ def _edit(raw: dict, dotted: str, value=None, delete: bool = False) -> dict:
         ("release.layout.ctc/vall", "ctc_features:val", "release.layout.ctc/vall: unknown source split"),
         ("release.cocotext.sha256", "abc", "release: sha256 of 'cocotext.v2.zip' must be 64 lower-case hex digits"),
         ("release.retries", -1, "release.retries: must be >= 0, got -1"),
+        ("train.precision", "fp16", "train.precision: must be one of ['fp32', 'tf32', 'bf16'], got 'fp16' (did you"),
     ],
 )
 def test_bad_values_name_the_key(repo_params, dotted, value, message):

@@ -198,9 +198,9 @@ def test_a_family_that_spells_gets_its_characters_rotated_too(store, vocab, monk
     calls = []
     real = reading.read_images
 
-    def read_images(store, rows, characters=False):
+    def read_images(store, rows, characters=False, boxes=False):
         calls.append(characters)
-        return real(store, rows, characters)
+        return real(store, rows, characters, boxes=boxes)
 
     monkeypatch.setattr(reading, "read_images", read_images)
     # reading the characters, and rotating them with the vectors: else the speller would still find its own text

@@ -1,18 +1,25 @@
-"""Release-format reader: every malformed file gives one message naming the file; writers leave no partial file."""
+"""Release-format reader: every malformed file gives one message naming the file; writers leave no partial file;
+the optional region boxes are read when present."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from stacmr.data.release import read_split, split_files, write_split
+from stacmr.data.release import boxes_file, read_split, split_files, write_split
 from stacmr.errors import StacmrError
 
 
-def _write(directory, n=4, c=2):
-    with write_split(directory, "test", n, 3, 5) as out:
+def _boxes(i):
+    """Image i's boxes of its 3 region slots: the last slot has none."""
+    return np.array([[i, 0, 10, 20], [i, 5, 1, 1], [np.nan] * 4], dtype=np.float32)
+
+
+def _write(directory, n=4, c=2, boxes=False):
+    with write_split(directory, "test", n, 3, 5, boxes=boxes) as out:
         for i in range(n):
-            out.add(np.full((3, 5), i, dtype=np.float32), [f"caption {k} of image {i}" for k in range(c)], str(10 + i))
+            captions = [f"caption {k} of image {i}" for k in range(c)]
+            out.add(np.full((3, 5), i, dtype=np.float32), captions, str(10 + i), _boxes(i) if boxes else None)
 
 
 def test_round_trip(tmp_path):
@@ -22,6 +29,54 @@ def test_round_trip(tmp_path):
     assert isinstance(release.ims, np.memmap)
     assert release.ids == ["10", "11", "12", "13"]
     assert release.image_captions(2) == ["caption 0 of image 2", "caption 1 of image 2"]
+    assert release.boxes is None and "boxes" not in release.files  # no box file: no box known
+
+
+def test_region_boxes_round_trip(tmp_path):
+    _write(tmp_path, boxes=True)
+    release = read_split(tmp_path, "test", 2)
+    assert isinstance(release.boxes, np.memmap) and release.boxes.shape == (4, 3, 4)
+    np.testing.assert_array_equal(release.boxes[2], _boxes(2))  # NaN rows stay NaN
+    assert release.files["boxes"] == boxes_file(tmp_path, "test")
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.zeros((4, 3), np.float32), r"expected region boxes of shape \(4, 3, 4\) .*got shape \(4, 3\)"),
+        (np.zeros((5, 3, 4), np.float32), r"expected region boxes of shape \(4, 3, 4\) .*got shape \(5, 3, 4\)"),
+        (np.zeros((4, 36, 4), np.float32), r"expected region boxes of shape \(4, 3, 4\) .*got shape \(4, 36, 4\)"),
+        (np.zeros((4, 3, 4), np.int64), "expected float region boxes, got dtype int64"),
+    ],
+)
+def test_bad_region_boxes_name_the_file(tmp_path, array, message):
+    _write(tmp_path, boxes=True)
+    path = boxes_file(tmp_path, "test")
+    np.save(path, array)
+    with pytest.raises(StacmrError, match=rf"^{path}: {message}"):
+        read_split(tmp_path, "test", 2)
+
+
+def test_truncated_region_boxes_name_the_file(tmp_path):
+    _write(tmp_path, boxes=True)
+    path = boxes_file(tmp_path, "test")
+    path.write_bytes(path.read_bytes()[:-9])
+    with pytest.raises(StacmrError, match=rf"^{path}: not a readable .npy array"):
+        read_split(tmp_path, "test", 2)
+
+
+def test_boxes_for_every_image_or_none(tmp_path):
+    with (
+        pytest.raises(ValueError, match="for every image of a split or for none"),
+        write_split(tmp_path, "t", 1, 3, 5) as out,
+    ):
+        out.add(np.zeros((3, 5), np.float32), ["a caption"], "1", _boxes(0))
+    with (
+        pytest.raises(ValueError, match="for every image of a split or for none"),
+        write_split(tmp_path, "t", 1, 3, 5, boxes=True) as out,
+    ):
+        out.add(np.zeros((3, 5), np.float32), ["a caption"], "1")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_wrong_caption_line_count(tmp_path):

@@ -1,5 +1,6 @@
 """Readers for the real release arrays, on fixtures in the exact release shapes: regions (N, 36, 2048), OCR vectors
-(N, T, 300) whose padding slots are all zero, and the store `features` builds from them."""
+(N, T, 300) whose padding slots are all zero, optional region boxes (N, 36, 4), and the store `features` builds from
+them."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 
 from stacmr.data.annotations import ImageAnnotation
-from stacmr.data.release import ocr_feats_file, ocr_slots, read_ocr_feats, read_split, split_files
+from stacmr.data.release import boxes_file, ocr_feats_file, ocr_slots, read_ocr_feats, read_split, split_files
 from stacmr.errors import StacmrError
 from stacmr.features.build import build_store
 from stacmr.features.store import FeatureStore
@@ -97,3 +98,23 @@ def test_store_from_released_vectors_masks_the_padding(tmp_path):
         assert np.allclose(store["ocr_emb"][:], ocr[:, :15].astype(np.float16))
         assert store["explicit"][:].all()  # "caption" is a word of every caption here
         assert str(ocr_feats_file(tmp_path / "raw", "test")) in store.inputs_sha256
+        assert np.isnan(store["region_boxes"][:]).all()  # the release has no box file: no box is known
+        assert store["region_boxes"].shape == (N, 36, 4)
+        assert not store["image_size"][:].any()  # nor the image sizes (annotations without width and height)
+
+
+def test_store_carries_region_boxes_and_image_sizes(tmp_path):
+    _release(tmp_path / "raw")
+    boxes = np.full((N, 36, 4), np.nan, dtype=np.float32)
+    boxes[:, :2] = [[0, 0, 640, 480], [10.5, 20, 30, 40]]  # two boxed slots per image, the rest without a box
+    np.save(boxes_file(tmp_path / "raw", "test"), boxes)
+    release = read_split(tmp_path / "raw", "test", 5)
+    sizes = {release.ids[0]: {"width": 640, "height": 480}, release.ids[1]: {"width": 500, "height": 375}}
+    anns = {("test", i): ImageAnnotation(id=i, split="test", **sizes.get(i, {})) for i in release.ids}  # 2: unknown
+    (tmp_path / "raw" / "annotations.json").write_text("{}")
+    out = tmp_path / "ctc_test.h5"
+    build_store("ctc/test", release, anns, tmp_path / "raw" / "annotations.json", None, 15, out, {}, block=2)
+    with FeatureStore(out) as store:
+        np.testing.assert_array_equal(store["region_boxes"][:], boxes)
+        assert store["image_size"][:].tolist() == [[640, 480], [500, 375], [0, 0]]
+        assert str(boxes_file(tmp_path / "raw", "test")) in store.inputs_sha256

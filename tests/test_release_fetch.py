@@ -1,6 +1,7 @@
 """`fetch` with data.source release, end to end on tiny fixture archives: placed files and a download from a loopback
-server (127.0.0.1) → the release format → `features` (released OCR vectors) → `trainset` (the combined set); an archive
-from a loopback Google Drive (tests/helpers/drive.py) trusted on first use; the url forms params accept."""
+server (127.0.0.1) → the release format → `features` (released OCR vectors, region boxes where a split has them) →
+`trainset` (the combined set); an archive from a loopback Google Drive (tests/helpers/drive.py) trusted on first use;
+the url forms params accept."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ SIZES = {"ctc/train": 4, "ctc/val": 2, "ctc/dev": 2, "ctc/test": 3, "f30k/train"
 R, D, T, E = 36, 16, 5, 300
 # COCO ids of the CTC images; 101 reads "STOP" and its captions say "stop": explicit
 CTC_IDS = {"train": [101, 102, 103, 104], "val": [105, 106], "dev": [101, 107], "test": [101, 107, 108]}
+# the one split whose archive has region boxes (the optional `_boxes.npy`): every slot the whole 640 × 480 image
+TEST_BOXES = np.tile(np.array([0, 0, 640, 480], np.float32), (len(CTC_IDS["test"]), R, 1))
 
 
 def _npy(array: np.ndarray) -> bytes:
@@ -45,12 +48,15 @@ def _split(prefix: str, ids: list, rng) -> dict[str, bytes]:
         for i in ids
         for k in range(5)
     )
-    return {
+    files = {
         f"{prefix}_ims.npy": _npy(rng.standard_normal((n, R, D)).astype(np.float32)),
         f"{prefix}_caps.txt": caps.encode(),
         f"{prefix}_ids.txt": "".join(f"{i}\n" for i in ids).encode(),
         f"{prefix}_ocr_feats.npy": _npy(ocr),
     }
+    if prefix == "CTC/test":
+        files[f"{prefix}_boxes.npy"] = _npy(TEST_BOXES)
+    return files
 
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
@@ -140,6 +146,10 @@ def test_release_fetch_features_and_trainset(release_world):
         assert dev["explicit"][:].tolist() == [True, False]
         assert dev["ocr_mask"][:].sum(axis=1).tolist() == [2, 0]
         assert dev.sizes["E"] == E and dev.sizes["R"] == R
+        assert np.isnan(dev["region_boxes"][:]).all()  # no box file in the archive: no box known
+    assert not (raw / "ctc" / "dev_boxes.npy").exists()
+    with FeatureStore(store_file(root / "features", "ctc/test")) as test:
+        np.testing.assert_array_equal(test["region_boxes"][:], TEST_BOXES)
     trainset = ["trainset", "--params", str(params), "--features", str(root / "features")]
     assert main([*trainset, "--out", str(root / "trainset.h5"), "--vocab", str(root / "vocab.json")]) == 0
     with FeatureStore(root / "trainset.h5") as train:

@@ -148,6 +148,7 @@ def test_report_writes_tables_figures_claims_and_the_executed_notebook(report):
     assert sum("image/png" in o.get("data", {}) for o in outputs) == len(FIGURES)
     html = (reports / "notebooks" / "report.html").read_text()
     assert html.count("<table") >= 3 and html.count("<img") >= len(FIGURES)
+    assert "Rows: the claim-bearing part of the grid" in html  # the report says which rows it has
     text = (reports / "notebooks" / "report.ipynb").read_text()
     # no run details inside: timings, or the temporary folder the notebook was executed into (paths are the flags')
     assert "end_time" not in text and "duration" not in text and ".tmp" not in text

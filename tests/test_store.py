@@ -22,6 +22,28 @@ def test_round_trip(tmp_path):
         assert store["captions"].asstr()[1].tolist() == ["cap 1.0", "cap 1.1"]
 
 
+def test_optional_fields_round_trip_or_read_as_their_fill(tmp_path):
+    boxes = np.full((5, 3, 4), np.nan, dtype=np.float32)
+    boxes[:, 0] = [1, 2, 30, 40]
+    sizes = np.array([[640, 480]] * 5, dtype=np.int32)
+    path = tmp_path / "given.h5"
+    with create_store(path, "ctc/test", SIZES, {}, {}) as out:
+        out.write(0, **store_block(0, 5), region_boxes=boxes, image_size=sizes)
+    with FeatureStore(path) as store:
+        np.testing.assert_array_equal(store["region_boxes"][:], boxes)
+        np.testing.assert_array_equal(store["image_size"][:], sizes)
+    with FeatureStore(make_store(tmp_path / "left_out.h5")) as store:  # a writer that leaves them out
+        assert np.isnan(store["region_boxes"][:]).all() and store["region_boxes"].shape == (5, 3, 4)
+        assert not store["image_size"][:].any()
+    older = make_store(tmp_path / "older.h5")  # a store made before the optional fields existed
+    _tamper(older, lambda h5: (h5.__delitem__("region_boxes"), h5.__delitem__("image_size")))
+    with FeatureStore(older) as store:
+        assert store["region_boxes"].shape == (5, 3, 4) and np.isnan(store["region_boxes"][[4, 0]]).all()
+        assert store["image_size"].dtype == np.int32 and not store["image_size"][2:4].any()
+    with pytest.raises(ValueError, match=r"unknown \['boxes'\]"), create_store(path, "x", SIZES, {}, {}) as out:
+        out.write(0, **store_block(0, 5), boxes=boxes)
+
+
 def test_incomplete_or_failed_write_leaves_no_file(tmp_path):
     path = tmp_path / "s.h5"
     with pytest.raises(ValueError, match="closed before every image"), create_store(path, "x", SIZES, {}, {}) as out:

@@ -1,5 +1,5 @@
 """The synthetic world: deterministic, in the release format, 1K ⊂ 5K, explicit where it says, groups that only
-scene text tells apart."""
+scene text tells apart, a box per region slot (objects, their parts, the place) inside the image."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from stacmr.data.explicit import is_explicit
 from stacmr.data.release import read_split
 from stacmr.data.sources import CTC, F30K, SOURCES, TEXTCAPS
 from stacmr.data.synthetic import generate_world
+from stacmr.data.synthetic.layout import region_boxes
+from stacmr.data.synthetic.scenes import ConceptSpace, draw_scene, region_slots, render_regions
 from stacmr.params import parse_params
 
 
@@ -135,3 +137,50 @@ def test_captions_vary(world):
     assert len(set(captions)) > 0.8 * len(captions)
     templates = Counter(" ".join(w for w in c.split() if w in {"a", "the", "with", "on", "near"}) for c in captions)
     assert len(templates) > 10
+
+
+def test_every_region_slot_has_a_box_inside_the_image(world):
+    params, out, _ = world
+    for source in SOURCES:
+        anns = read_annotations(out / source.name / ANNOTATIONS_FILE)
+        for split in source.split_names:
+            release = read_split(out / source.name, split, 5)
+            assert release.boxes.shape == (len(release.ids), params.regions, 4) and release.boxes.dtype == np.float32
+            boxes = np.asarray(release.boxes)
+            assert not np.isnan(boxes).any()  # no padding slot: each shows an object, a part or the place
+            x, y, w, h = np.moveaxis(boxes, 2, 0)
+            sizes = np.array([(anns[split, i].width, anns[split, i].height) for i in release.ids])[:, None, :]
+            assert (x >= 0).all() and (y >= 0).all() and (w >= 1).all() and (h >= 1).all()
+            assert (x + w <= sizes[..., 0]).all() and (y + h <= sizes[..., 1]).all()
+    test, dev = read_split(out / "ctc", "test", 5), read_split(out / "ctc", "dev", 5)
+    row_of = {image_id: i for i, image_id in enumerate(test.ids)}
+    np.testing.assert_array_equal(dev.boxes, test.boxes[[row_of[i] for i in dev.ids]])
+
+
+def test_parts_lie_inside_their_object_and_the_carrier_around_its_text():
+    rng, box_rng = np.random.default_rng(0), np.random.default_rng(1)
+    for _ in range(200):
+        scene = draw_scene(rng, 3, with_text=True)
+        slots = region_slots(scene, rng, 8)
+        text = [(100.0, 50.0, 60.0, 20.0), (300.0, 200.0, 40.0, 30.0)]
+        boxes = region_boxes(scene, slots, text, box_rng, 640, 480)
+        whole = {owner: boxes[s] for s, (owner, part) in enumerate(slots) if part == 0}
+        for s, (owner, _) in enumerate(slots):
+            x, y, w, h = boxes[s]
+            ox, oy, ow, oh = whole[owner]
+            assert ox <= x and oy <= y and x + w <= ox + ow and y + h <= oy + oh
+        if scene.carrier in whole:
+            x, y, w, h = whole[scene.carrier]
+            assert x <= 100 and y <= 50 and x + w >= 340 and y + h >= 230
+        if -1 in whole:
+            assert whole[-1].tolist() == [0, 0, 640, 480]
+
+
+def test_slots_drawn_apart_render_the_same_regions():
+    """The layout's draws are the regions' own, in the same order: drawing the slots first changes no feature."""
+    space = ConceptSpace.draw(np.random.default_rng(0), 16)
+    scene = draw_scene(np.random.default_rng(1), 3, with_text=True)
+    together = render_regions(scene, space, np.random.default_rng(2), 6, 0.8, 0.5)
+    rng = np.random.default_rng(2)
+    apart = render_regions(scene, space, rng, 6, 0.8, 0.5, region_slots(scene, rng, 6))
+    np.testing.assert_array_equal(together, apart)

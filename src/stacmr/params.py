@@ -233,6 +233,9 @@ class TrainParams:
     # visual neighbours (`neighbours` stage), so that a caption meets its image's look-alikes, the only negatives
     # that reward reading the scene text (issue #13: 0.48 such pairs per random batch of 128)
     sampler: Literal["random", "visual_neighbours"]
+    # fp32: float32 (TF32 off on a GPU); tf32: CUDA matmuls and cuDNN in TF32 (a CPU computes fp32); bf16: autocast
+    # to bfloat16 around forward and loss, float32 weights and optimiser (`stacmr.models.precision`)
+    precision: Literal["fp32", "tf32", "bf16"]
 
 
 @dataclass(frozen=True)
@@ -276,6 +279,9 @@ class EvaluateParams:
     bootstrap_resamples: int = _range(10)  # resamples of the queries for the 95% confidence intervals
     seed: int = _range(0)  # bootstrap seed
     top_k: int = _range(1, 100)  # best images kept per caption in the ranks file (the qualitative figure's top-5)
+    # ablations of a Q-Pert host family (qformer, qformer_st) also evaluated with Q-Pert on at inference, on the same
+    # checkpoint, with each projector form: one `evaluate_qpert@<ablation>-<form>-<split>` stage each
+    qpert_ablations: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -296,6 +302,14 @@ class ReportParams:
     alpha: float = _range(1e-6, 0.5)  # significance level of a direction claim
     tolerance: float = _range(0.0, 100.0)  # |ours − paper| in R@K points for "within tolerance" (rsum: 6×)
     queries: int = _range(1, 20)  # caption queries in the qualitative figure
+    # small-text bins: cuts of an image's largest OCR box area / image area, increasing in (0, 1); [0.1]: < 10%, ≥ 10%
+    # (images without an OCR box: a bin of their own). R@K per bin (`stacmr.reporting.text_size`)
+    text_bins: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        cuts = list(self.text_bins)
+        if not cuts or not all(a < b for a, b in zip([0.0, *cuts], [*cuts, 1.0], strict=True)):
+            raise ParamsError(f"report.text_bins: expected increasing area fractions in (0, 1), got {cuts}")
 
 
 @dataclass(frozen=True)
@@ -430,6 +444,9 @@ def _check_ablations(params: Params) -> Params:
     for name in params.evaluate.ablations:
         if name not in params.ablations:
             raise ParamsError(f"evaluate.ablations: unknown ablation {name!r}{suggest(name, params.ablations)}")
+    for name in params.evaluate.qpert_ablations:
+        if name not in params.ablations:
+            raise ParamsError(f"evaluate.qpert_ablations: unknown ablation {name!r}{suggest(name, params.ablations)}")
     for split in params.evaluate.splits:
         if split not in CTC.split_names:
             raise ParamsError(f"evaluate.splits: unknown CTC split {split!r}{suggest(split, CTC.split_names)}")

@@ -8,7 +8,10 @@ and one `annotations.json` per source (see `annotations.py`) with the OCR token 
   {split}_ocr_feats.npy  float32 (N, T, 300) fastText vectors of each image's OCR tokens, slot t = token t
 which, when present, `features` uses instead of embedding OCR strings itself. The release ships no mask and no
 count: an all-zero token row is padding (an image without scene text is all zeros), as the release code treats it.
-The synthetic world writes no such file (it ships OCR strings, embedded by `features`).
+The synthetic world writes no such file (it ships OCR strings, embedded by `features`). Also optional:
+  {split}_boxes.npy      float32 (N, R, 4) each region slot's box x, y, w, h in pixels (as OCR boxes); NaN rows:
+                         slots without a box
+which the synthetic world writes and the StacMR release does not have (absent: every box is unknown, NaN).
 
 Captions are read as text, not bytes: reading them in binary mode cost VSRN's Python 3 ports 5-35 R@1 points
 (VSRN issues #15, #23, #27). Region arrays are memory-mapped, never loaded whole. One model reads every split, so the
@@ -46,8 +49,10 @@ class ReleaseSplit:
     captions: list[str]  # N × C captions, image-major
     ids: list[str]  # N image ids
     captions_per_image: int
-    files: dict[str, Path]  # where each part was read from (`ocr` only when the split has released OCR vectors)
+    # where each part was read from (`ocr`, `boxes` only when the split has released OCR vectors, region boxes)
+    files: dict[str, Path]
     ocr_feats: np.ndarray | None = None  # (N, T, E) float32, memory-mapped; None: embed OCR strings instead
+    boxes: np.ndarray | None = None  # (N, R, 4) region boxes, memory-mapped; None: no box known
 
     def image_captions(self, i: int) -> list[str]:
         c = self.captions_per_image
@@ -55,40 +60,55 @@ class ReleaseSplit:
 
 
 class SplitWriter:
-    """Collects one split's images for `write_split`: region rows go straight into a memory-mapped array."""
+    """Collects one split's images for `write_split`: region rows (and boxes) go straight into memory-mapped
+    arrays."""
 
-    def __init__(self, ims: np.ndarray) -> None:
+    def __init__(self, ims: np.ndarray, boxes: np.ndarray | None) -> None:
         self._ims = ims
+        self._boxes = boxes
         self.captions: list[str] = []
         self.ids: list[str] = []
 
-    def add(self, regions: np.ndarray, captions: list[str], image_id: str) -> None:
-        """Append the next image: its (R, D) regions, its captions (single non-empty lines), its id."""
+    def add(self, regions: np.ndarray, captions: list[str], image_id: str, boxes: np.ndarray | None = None) -> None:
+        """Append the next image: its (R, D) regions, its captions (single non-empty lines), its id, and its (R, 4)
+        region boxes exactly when the split is written with boxes."""
         if any("\n" in c or not c.strip() for c in captions):
             raise ValueError(f"image {image_id}: release captions must be single non-empty lines")
+        if (boxes is None) != (self._boxes is None):
+            raise ValueError(f"image {image_id}: region boxes are given for every image of a split or for none")
         self._ims[len(self.ids)] = regions
+        if boxes is not None:
+            self._boxes[len(self.ids)] = boxes
         self.captions.extend(captions)
         self.ids.append(image_id)
 
 
 @contextlib.contextmanager
 def write_split(
-    directory: str | os.PathLike, split: str, n_images: int, regions: int, dim: int
+    directory: str | os.PathLike, split: str, n_images: int, regions: int, dim: int, boxes: bool = False
 ) -> Iterator[SplitWriter]:
-    """Stream one split into the release format, one image at a time, so memory stays flat.
+    """Stream one split into the release format, one image at a time, so memory stays flat; with `boxes`, each
+    image brings its region boxes too (`{split}_boxes.npy`).
 
-    The region array is filled in a temp file; on a clean exit the captions and ids are written and the array is
-    renamed into place; on an error the array is discarded.
+    The arrays are filled in temp files; on a clean exit the captions and ids are written and the arrays are
+    renamed into place; on an error the arrays are discarded.
     """
     files = split_files(directory, split)
-    with atomic_path(files["ims"]) as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(atomic_path(files["ims"]))
         ims = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n_images, regions, dim))
-        writer = SplitWriter(ims)
+        box_array = None
+        if boxes:
+            box_tmp = stack.enter_context(atomic_path(boxes_file(directory, split)))
+            box_array = np.lib.format.open_memmap(box_tmp, mode="w+", dtype=np.float32, shape=(n_images, regions, 4))
+        writer = SplitWriter(ims, box_array)
         yield writer
         if len(writer.ids) != n_images:
             raise ValueError(f"{files['ims']}: {len(writer.ids)} images written, {n_images} declared")
-        ims.flush()
-        del ims
+        for array in (ims, box_array):
+            if array is not None:
+                array.flush()
+        del ims, box_array
         write_text(files["caps"], "".join(c + "\n" for c in writer.captions))
         write_text(files["ids"], "".join(f"{i}\n" for i in writer.ids))
 
@@ -96,6 +116,11 @@ def write_split(
 def ocr_feats_file(directory: str | os.PathLike, split: str) -> Path:
     """Where a split's released OCR vectors are (the file is optional)."""
     return Path(directory) / f"{split}_ocr_feats.npy"
+
+
+def boxes_file(directory: str | os.PathLike, split: str) -> Path:
+    """Where a split's region boxes are (the file is optional)."""
+    return Path(directory) / f"{split}_boxes.npy"
 
 
 def _open_array(path: Path) -> np.ndarray:
@@ -118,6 +143,20 @@ def read_ocr_feats(path: str | os.PathLike, n_images: int) -> np.ndarray:
     if feats.shape[0] != n_images:
         raise StacmrError(f"{path}: {feats.shape[0]} rows of OCR vectors for {n_images} images of the split")
     return feats
+
+
+def read_region_boxes(path: str | os.PathLike, n_images: int, regions: int) -> np.ndarray:
+    """Memory-map region boxes (N, R, 4), checking dtype and that N and R match the split's region features."""
+    path = Path(path)
+    boxes = _open_array(path)
+    if boxes.shape != (n_images, regions, 4):
+        raise StacmrError(
+            f"{path}: expected region boxes of shape ({n_images}, {regions}, 4) (the split's images and region slots;"
+            f" x, y, w, h), got shape {boxes.shape}"
+        )
+    if boxes.dtype not in (np.float32, np.float16, np.float64):
+        raise StacmrError(f"{path}: expected float region boxes, got dtype {boxes.dtype}")
+    return boxes
 
 
 def ocr_slots(block: np.ndarray, slots: int) -> tuple[np.ndarray, np.ndarray]:
@@ -163,8 +202,18 @@ def read_split(directory: str | os.PathLike, split: str, captions_per_image: int
     ocr_feats = read_ocr_feats(ocr_path, n) if ocr_path.exists() else None
     if ocr_feats is not None:
         files = {**files, "ocr": ocr_path}
+    box_path = boxes_file(directory, split)
+    boxes = read_region_boxes(box_path, n, ims.shape[1]) if box_path.exists() else None
+    if boxes is not None:
+        files = {**files, "boxes": box_path}
     return ReleaseSplit(
-        ims=ims, captions=captions, ids=ids, captions_per_image=captions_per_image, files=files, ocr_feats=ocr_feats
+        ims=ims,
+        captions=captions,
+        ids=ids,
+        captions_per_image=captions_per_image,
+        files=files,
+        ocr_feats=ocr_feats,
+        boxes=boxes,
     )
 
 

@@ -8,8 +8,8 @@ missing required file, where to get it, where to put it and how to `dvc add` it.
 Archives are unpacked safely (`archive.py`) into `<downloads>/extracted/<key>/`, once per archive digest.
 
 Writes under the output folder, for `features`:
-  <source>/{split}_ims.npy, _caps.txt, _ids.txt, _ocr_feats.npy   hard links into the unpacked archives (copies
-                                                                  where the file system cannot link)
+  <source>/{split}_ims.npy, _caps.txt, _ids.txt (and _ocr_feats.npy, _boxes.npy where the archive has them)
+                              hard links into the unpacked archives (copies where the file system cannot link)
   <source>/annotations.json   CTC: scene text from COCO-Text v2, metadata (coco_url) from CTC_anns.json or the COCO
                               captions; Flickr30K and TextCaps: ids only (no scene-text ground truth)
   ctc/rebuild_check.json      with the COCO captions: the CTC list rebuilt from COCO + COCO-Text vs the release splits
@@ -41,7 +41,7 @@ from stacmr.data.download import (
     recorded_path,
     write_manifest,
 )
-from stacmr.data.release import ocr_feats_file, split_files
+from stacmr.data.release import boxes_file, ocr_feats_file, split_files
 from stacmr.data.sources import CTC, SOURCES
 from stacmr.errors import StacmrError
 from stacmr.params import ReleaseParams
@@ -134,8 +134,9 @@ def _find(root: Path, prefix: str, where: str) -> dict[str, Path]:
     for path in files.values():
         if not path.is_file():
             raise StacmrError(f"{path}: release file is missing (release.layout.{where})")
-    if Path(base + "_ocr_feats.npy").is_file():
-        files["ocr"] = Path(base + "_ocr_feats.npy")
+    for kind, suffix in (("ocr", "_ocr_feats.npy"), ("boxes", "_boxes.npy")):  # optional
+        if Path(base + suffix).is_file():
+            files[kind] = Path(base + suffix)
     return files
 
 
@@ -175,7 +176,11 @@ def fetch_release(
             archive, _, prefix = release.layout[name].partition(":")
             root = _unpacked(archive, paths[archive], digest[archive], downloads, release.max_unpacked_bytes)
             files = _find(root, prefix, name)
-            targets = {**split_files(folder, split), "ocr": ocr_feats_file(folder, split)}
+            targets = {
+                **split_files(folder, split),
+                "ocr": ocr_feats_file(folder, split),
+                "boxes": boxes_file(folder, split),
+            }
             for kind, path in files.items():
                 _place(path, targets[kind])
             ids = files["ids"].read_text(encoding="utf-8").splitlines()

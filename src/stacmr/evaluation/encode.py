@@ -1,9 +1,11 @@
 """Encode every image and caption of a feature store with a model, batch by batch, without gradients.
 
-Returns image embeddings (N, E), caption embeddings (N·C, E) as float32 numpy arrays, and `caption_image` (N·C,),
-the image of each caption (image-major: caption j belongs to image j // C). A fine-grained family's embeddings are
-`VectorSets` instead (images (N, R, E), captions (N·C, L, E), padded to the longest set), kept on the model's device
-for `stacmr.evaluation.finegrained` to score there.
+Returns image embeddings (N, E), caption embeddings (N·C, E) in float32, and `caption_image` (N·C,), the image of
+each caption (image-major: caption j belongs to image j // C). Dense embeddings are numpy arrays when the model runs
+on the CPU (ranked on the host, `ranking.py`) and tensors kept on the model's device otherwise (ranked there,
+`device_ranking.py`). A fine-grained family's embeddings are `VectorSets` instead (images (N, R, E), captions
+(N·C, L, E), padded to the longest set), kept on the model's device for `stacmr.evaluation.finegrained` to score
+there.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from stacmr.errors import StacmrError
 from stacmr.features.reader import read_captions, read_images
@@ -23,8 +26,8 @@ from stacmr.models import RetrievalModel, VectorSets
 
 @dataclass(frozen=True)
 class Encoded:
-    img_emb: np.ndarray | VectorSets  # (N, E), or N sets (N, R, E)
-    cap_emb: np.ndarray | VectorSets  # (N·C, E), or N·C sets (N·C, L, E)
+    img_emb: np.ndarray | Tensor | VectorSets  # (N, E): numpy on the CPU, a tensor on a GPU; or N sets (N, R, E)
+    cap_emb: np.ndarray | Tensor | VectorSets  # (N·C, E), or N·C sets (N·C, L, E)
     caption_image: np.ndarray  # (N·C,) int64
 
     def subset(self, images: np.ndarray) -> Encoded:
@@ -34,16 +37,20 @@ class Encoded:
         return Encoded(_take(self.img_emb, images), _take(self.cap_emb, caps), remapped)
 
 
-def _take(emb: np.ndarray | VectorSets, index: np.ndarray) -> np.ndarray | VectorSets:
+def _take(emb: np.ndarray | Tensor | VectorSets, index: np.ndarray) -> np.ndarray | Tensor | VectorSets:
+    if isinstance(emb, np.ndarray):
+        return emb[index]
     if isinstance(emb, VectorSets):
         return emb.take(torch.from_numpy(index).to(emb.emb.device))
-    return emb[index]
+    return emb[torch.from_numpy(index).to(emb.device)]
 
 
-def _join(parts: list[torch.Tensor | VectorSets]) -> np.ndarray | VectorSets:
-    """Batches' embeddings as one array, or one `VectorSets` padded to the longest set (left on the device)."""
+def _join(parts: list[Tensor | VectorSets]) -> np.ndarray | Tensor | VectorSets:
+    """Batches' embeddings as one array (a numpy array on the CPU, else a tensor left on the device), or one
+    `VectorSets` padded to the longest set (left on the device)."""
     if not isinstance(parts[0], VectorSets):
-        return np.concatenate([p.float().cpu().numpy() for p in parts])
+        emb = torch.cat([p.float() for p in parts])
+        return emb.numpy() if emb.device.type == "cpu" else emb
     longest = max(p.emb.shape[1] for p in parts)
     emb = torch.cat([F.pad(p.emb.float(), (0, 0, 0, longest - p.emb.shape[1])) for p in parts])
     mask = torch.cat([F.pad(p.mask, (0, longest - p.mask.shape[1])) for p in parts])
@@ -64,10 +71,11 @@ def encode_store(
     try:
         n, c = len(store), store.sizes["C"]
         characters = getattr(model, "reads_characters", False)  # spelling families read the strings too
+        boxes = getattr(model, "reads_boxes", False)  # families that place objects (Q-Pert) read the boxes
         img_parts, cap_parts = [], []
         for start in range(0, n, batch_size):
             rows = np.arange(start, min(start + batch_size, n))
-            img_parts.append(model.encode_images(read_images(store, rows, characters).to(device)))
+            img_parts.append(model.encode_images(read_images(store, rows, characters, boxes=boxes).to(device)))
         for start in range(0, n * c, batch_size):
             rows = np.arange(start, min(start + batch_size, n * c))
             captions = read_captions(store, rows, vocab, max_words, characters).to(device)

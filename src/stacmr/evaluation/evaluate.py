@@ -1,6 +1,9 @@
 """Score a model on a split: encode, scores, ranks (sharded, exact), metrics, on the whole split and on its explicit
 images; with bootstrap CIs and the per-query ranks for the evaluate stage, without CIs for the training loop's
-validation. Both run `evaluate_split`, under the same memory `Budget` (params.yaml `evaluate`).
+validation. Both run `evaluate_split`, under the same memory `Budget` (params.yaml `evaluate`). The store is encoded
+at the run's precision (`stacmr.models.precision.computing`: bf16 encodes under autocast); the embeddings come out in
+float32 (`encode.encode_store`), and the scores and ranks are computed from them in float32, outside that scope, so
+the ranks are exact on the scores the encoding gives.
 
 Output (the DVC metrics JSON): the flat keys of `metrics.summarize`, with `Bootstrap` settings `ci95: {key: [low,
 high]}` for every key of `metrics.CI_KEYS`, and `explicit: {...}` with the same for the split's explicit images. The
@@ -23,6 +26,7 @@ from stacmr.evaluation.statistics import bootstrap_ci
 from stacmr.features.store import FeatureStore
 from stacmr.features.vocab import Vocabulary
 from stacmr.models import RetrievalModel
+from stacmr.models.precision import computing
 from stacmr.params import EvaluateParams
 
 EXPLICIT = "explicit"  # the explicit images' metrics: a nested dict in the metrics JSON, a key prefix in a flat one
@@ -73,14 +77,16 @@ def evaluate_split(
     vocab: Vocabulary,
     max_words: int,
     device: torch.device,
+    precision: str,
     budget: Budget,
     bootstrap: Bootstrap | None = None,
     top_k: int = 0,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """(metrics JSON content, ranks {"i2t", "t2i", "t2i_top" (n_captions, top_k) image indices best first (with
     `top_k`), "caption_image" (n_captions,) each caption's image index, "explicit_i2t", "explicit_t2i",
-    "explicit_images"}); CIs only with `bootstrap`."""
-    enc = encode_store(model, store, vocab, max_words, device)
+    "explicit_images"}); CIs only with `bootstrap`. `precision`: the run's `train.precision`, for the encoding."""
+    with computing(precision, device):
+        enc = encode_store(model, store, vocab, max_words, device)
     metrics, saved = _report(model, enc, budget, bootstrap, top_k)
     saved["caption_image"] = enc.caption_image
     explicit = np.flatnonzero(store["explicit"][:])

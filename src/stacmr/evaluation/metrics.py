@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from stacmr.evaluation.device_ranking import DeviceSimilarity, device_ranks
 from stacmr.evaluation.ranking import Similarity, i2t_ranks_sharded, t2i_ranks_sharded
 
 DIRECTIONS = ("i2t", "t2i")
@@ -88,7 +89,11 @@ def ranks(
     t2i_top: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(i2t ranks (n_images,), t2i ranks (n_captions,)) from a full matrix or a block function; `t2i_top`
-    (n_captions, k), when given, receives each caption's k best images (`ranking.t2i_ranks_sharded`)."""
+    (n_captions, k), when given, receives each caption's k best images (`ranking.t2i_ranks_sharded`). Scores on a GPU
+    (a `DeviceSimilarity` not on the CPU) are counted there (`device_ranking.device_ranks`), any other on the host
+    (`ranking.py`): the same counting, the same ranks of the same scores."""
+    if isinstance(similarity, DeviceSimilarity) and similarity.on_gpu:
+        return device_ranks(similarity, n_images, caption_image, max_block_bytes, t2i_top)
     if isinstance(similarity, np.ndarray):
         matrix = similarity
         similarity = lambda rows, cols: matrix[np.ix_(rows, cols)]  # noqa: E731

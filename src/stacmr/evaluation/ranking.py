@@ -1,4 +1,7 @@
-"""Exact retrieval ranks from image and caption embeddings, computed in shards so that memory is bounded.
+"""Exact retrieval ranks from image and caption embeddings, computed in shards so that memory is bounded: the host
+path, in numpy, for scores on the CPU (numpy embeddings or matrices, any block function that returns numpy). Scores
+on a GPU are counted there by `device_ranking.py`, with the same tie rule and the same outputs; `metrics.ranks`
+picks the path.
 
 Tie rule (deterministic, tested): among equal scores the item with the *higher* index ranks first, so the rank of
 gallery item j for a query with scores s is
@@ -6,7 +9,7 @@ gallery item j for a query with scores s is
 The release ranks with `np.argsort(d)[::-1]`, numpy's default (unstable) sort, which orders ties arbitrarily; ours is
 what that line gives with `kind="stable"`. Ties are real where captions repeat across images (the synthetic splits:
 1,458 distinct captions of 1,500 on dev), and there the release loop's i2t R@1 can differ from ours by up to 0.67.
-and ranking is counting: no row is sorted. i2t: an image's rank is the best rank of its ground-truth captions (the one
+Ranking is counting: no row is sorted. i2t: an image's rank is the best rank of its ground-truth captions (the one
 with the highest (score, index)); t2i: a caption's rank is its image's rank among all images.
 
 Each direction takes one pass over blocks of the similarity matrix: rows (images) for i2t, columns (captions) for t2i.
@@ -38,6 +41,23 @@ def _block_size(other: int, max_block_bytes: int, bytes_per_element: int = 5) ->
     return max(1, max_block_bytes // (bytes_per_element * max(other, 1)))  # default: float32 scores + bool comparisons
 
 
+def caption_groups(caption_image: np.ndarray, n_images: int) -> tuple[np.ndarray, np.ndarray]:
+    """(order, starts): the captions of image i are order[starts[i] : starts[i + 1]], in index order. Refuses an image
+    without a caption (it has no rank)."""
+    order = np.argsort(caption_image, kind="stable")
+    starts = np.searchsorted(caption_image[order], np.arange(n_images + 1))
+    empty = np.flatnonzero(starts[1:] == starts[:-1])
+    if len(empty):
+        raise ValueError(f"image {empty[0]} has no caption")
+    return order, starts
+
+
+def check_top_k(top_out: np.ndarray | None, n_images: int) -> None:
+    """Refuses a top-k output (n_captions, k) with k outside [1, n_images]."""
+    if top_out is not None and not 1 <= top_out.shape[1] <= n_images:
+        raise ValueError(f"top-k needs 1 <= k <= {n_images} images, got k = {top_out.shape[1]}")
+
+
 def _ties_after(s: np.ndarray, g: np.ndarray, gt: np.ndarray, axis: int) -> np.ndarray:
     """Per query (along `axis`), how many scores equal its ground truth `g` at an index after `gt`. Ties beyond the
     ground truth itself are rare, so only the queries that have any get the index comparison."""
@@ -55,8 +75,7 @@ def i2t_ranks_sharded(
     """(n_images,) 0-based rank of each image's best ground-truth caption."""
     n_captions = len(caption_image)
     cols = np.arange(n_captions)
-    order = np.argsort(caption_image, kind="stable")
-    starts = np.searchsorted(caption_image[order], np.arange(n_images + 1))
+    order, starts = caption_groups(caption_image, n_images)
     ranks = np.empty(n_images, dtype=np.int64)
     step = _block_size(n_captions, max_block_bytes)
     for a in range(0, n_images, step):
@@ -66,8 +85,6 @@ def i2t_ranks_sharded(
         best = np.empty(len(rows), dtype=np.int64)
         for r, image in enumerate(rows):
             gts = order[starts[image] : starts[image + 1]]
-            if len(gts) == 0:
-                raise ValueError(f"image {image} has no caption")
             scores = s[r, gts]
             best[r] = gts[np.flatnonzero(scores == scores.max()).max()]
         g = s[np.arange(len(rows)), best][:, None]
@@ -99,8 +116,7 @@ def t2i_ranks_sharded(
     """(n_captions,) 0-based rank of each caption's image. With `top_out` (n_captions, k) int64, also fills each
     caption's k best images, best first (same tie rule), from the same blocks (the qualitative figure's top-5)."""
     n_captions = len(caption_image)
-    if top_out is not None and not 1 <= top_out.shape[1] <= n_images:
-        raise ValueError(f"top-k needs 1 <= k <= {n_images} images, got k = {top_out.shape[1]}")
+    check_top_k(top_out, n_images)
     rows = np.arange(n_images)
     ranks = np.empty(n_captions, dtype=np.int64)
     # the top-k search adds a negated float32 copy and argpartition's int64 indices per element

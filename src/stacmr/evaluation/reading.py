@@ -173,7 +173,8 @@ def _ocr_swap(
         donor = np.concatenate([start + np.roll(np.arange(len(g)), -1) for start, g in zip(starts, batch, strict=True)])
         # the OCR strings' char ids too for a family that spells them, as `encode_store` reads them
         characters = getattr(model, "reads_characters", False)
-        images = rotate_ocr(read_images(store, rows, characters), torch.from_numpy(donor))
+        boxes = getattr(model, "reads_boxes", False)
+        images = rotate_ocr(read_images(store, rows, characters, boxes=boxes), torch.from_numpy(donor))
         img_emb = _float32(model.encode_images(images.to(device)))
         for start, group in zip(starts, batch, strict=True):
             captions, owners = _queries(group, naming, captions_per_image)

@@ -3,9 +3,11 @@
 Reads `{split}_ims.npy` (memory-mapped), `{split}_caps.txt`, `{split}_ids.txt` and the source's annotation JSON;
 embeds each image's OCR tokens with the `OcrEmbedder`, or, when the split has released OCR vectors
 (`{split}_ocr_feats.npy`, the real release), copies those block by block (all-zero slots are padding); checks
-every block for NaN/inf and float16 overflow before it is written; records the inputs' sha256 in the store, under
-names that do not depend on where the folders are (issue #14: a rerun must give the same bytes): paths relative to
-the raw folder (`inputs_root`), and the fastText model under its `OcrEmbedder.name`.
+every block for NaN/inf and float16 overflow before it is written; copies the split's region boxes
+(`{split}_boxes.npy`; all NaN without one) and takes each image's size from its annotation (0 where it has none);
+records the inputs' sha256 in the store, under names that do not depend on where the folders are (issue #14: a rerun
+must give the same bytes): paths relative to the raw folder (`inputs_root`), and the fastText model under its
+`OcrEmbedder.name`.
 Memory is bounded by the block size, not the split size.
 """
 
@@ -113,6 +115,11 @@ def build_store(
             ocr_boxes = np.full((count, max_ocr_tokens, 4), np.nan, dtype=np.float32)
             captions = []
             explicit = np.zeros(count, dtype=bool)
+            image_size = np.array([(ann.width or 0, ann.height or 0) for ann in anns[start:stop]], dtype=np.int32)
+            if release.boxes is None:
+                region_boxes = np.full((count, regions, 4), np.nan, dtype=np.float32)
+            else:
+                region_boxes = np.asarray(release.boxes[start:stop], np.float32)
             for k, ann in enumerate(anns[start:stop]):
                 tokens = [t.text for t in ann.ocr_tokens]
                 if released is None:
@@ -140,4 +147,6 @@ def build_store(
                 captions=np.array(captions, dtype=object),
                 image_ids=np.array(release.ids[start:stop], dtype=object),
                 explicit=explicit,
+                region_boxes=region_boxes,
+                image_size=image_size,
             )

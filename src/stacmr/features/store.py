@@ -10,6 +10,10 @@ One file per dataset split. Fields (N images, R region slots, D region dims, T O
   captions      (N, C)    str      captions, image-major (captions per image is data: C is read, not assumed)
   image_ids     (N,)      str      image ids, as in the release's `{split}_ids.txt`
   explicit      (N,)      bool     the CTC explicit criterion (scene text shares a word with a caption)
+  region_boxes  (N, R, 4) float32  x, y, w, h of each region slot in pixels; NaN where the release gave no box
+  image_size    (N, 2)    int32    width, height of the image in pixels; 0 where unknown
+The last two are optional: a writer may leave them out (they are then NaN and 0), and a store made before they
+existed reads as all NaN and 0.
 Attributes: `schema_version`, `name` (e.g. "ctc/test"), and JSON strings `producer` (params that made the file),
 `inputs_sha256` ({input file: sha256}; files named relative to their folder, never by a temporary or absolute
 path) and `extraction` ({split name: {"ocr_engine", "backbone"}} of the splits `stacmr extract` made from images; {}
@@ -48,6 +52,9 @@ class Field:
     dtype: Any
     per_image_chunks: bool = False
     finite: bool = False  # must hold finite numbers (ocr_boxes may not: NaN there means "no box")
+    # None: required. Else an optional field: its value wherever a writer leaves it out, and all of it in a store
+    # made before the field existed
+    fill: Any = None
 
 
 FIELDS: dict[str, Field] = {
@@ -60,6 +67,8 @@ FIELDS: dict[str, Field] = {
     "captions": Field(("N", "C"), _STR),
     "image_ids": Field(("N",), _STR),
     "explicit": Field(("N",), np.dtype(bool)),
+    "region_boxes": Field(("N", "R", "4"), np.dtype(np.float32), fill=np.nan),
+    "image_size": Field(("N", "2"), np.dtype(np.int32), fill=0),
 }
 
 
@@ -81,8 +90,12 @@ class StoreWriter:
         self._written = np.zeros(sizes["N"], dtype=bool)
 
     def write(self, start: int, **arrays: Any) -> None:
-        if set(arrays) != set(FIELDS):
-            raise ValueError(f"store write needs every field; missing {sorted(set(FIELDS) - set(arrays))}")
+        required = {name for name, field in FIELDS.items() if field.fill is None}
+        if not required <= set(arrays) <= set(FIELDS):
+            raise ValueError(
+                f"store write needs every required field; missing {sorted(required - set(arrays))}, unknown"
+                f" {sorted(set(arrays) - set(FIELDS))}"
+            )
         count = len(arrays["image_ids"])
         for name, values in arrays.items():
             expected = (count, *_shape(FIELDS[name], self.sizes)[1:])
@@ -117,7 +130,9 @@ def create_store(
         for field_name, field in FIELDS.items():
             shape = _shape(field, sizes)
             chunks = (1, *shape[1:]) if field.per_image_chunks and shape[0] else None
-            h5.create_dataset(field_name, shape=shape, dtype=field.dtype, chunks=chunks, track_times=False)
+            h5.create_dataset(
+                field_name, shape=shape, dtype=field.dtype, chunks=chunks, fillvalue=field.fill, track_times=False
+            )
         h5.attrs["schema_version"] = SCHEMA_VERSION
         h5.attrs["name"] = name
         h5.attrs["producer"] = json.dumps(producer, sort_keys=True)
@@ -161,7 +176,9 @@ class FeatureStore:
         sizes: dict[str, int] = {}
         for name, field in FIELDS.items():
             if name not in self._h5:
-                raise self._fail(f"field {name!r} is missing")
+                if field.fill is None:
+                    raise self._fail(f"field {name!r} is missing")
+                continue
             ds = self._h5[name]
             is_str = h5py.check_string_dtype(ds.dtype) is not None
             if (field.dtype is _STR) != is_str or (not is_str and ds.dtype != field.dtype):
@@ -174,7 +191,11 @@ class FeatureStore:
                     raise self._fail(f"field {name!r}: shape {ds.shape} disagrees with {dim}={expected} of the others")
         return sizes
 
-    def __getitem__(self, field: str) -> h5py.Dataset:
+    def __getitem__(self, field: str) -> h5py.Dataset | np.ndarray:
+        """A field, read lazily; an optional field the store was made without: its fill value, read-only."""
+        spec = FIELDS.get(field)
+        if field not in self._h5 and spec is not None and spec.fill is not None:
+            return np.broadcast_to(np.asarray(spec.fill, spec.dtype), _shape(spec, self.sizes))
         return self._h5[field]
 
     def __len__(self) -> int:

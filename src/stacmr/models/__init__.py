@@ -1,10 +1,10 @@
 """Model families behind one interface (`RetrievalModel`), built by name from their config dataclass.
 
 Importing this package registers every family (`vsrn`, `starnet`, `chan`, `chan_st`, `chan_char`,
-`chan_char_st`, `dsve`) in `FAMILIES`.
+`chan_char_st`, `dsve`, `qformer`, `qformer_st`) in `FAMILIES`.
 """
 
-from stacmr.models import chan, chan_char, dsve, starnet, vsrn  # noqa: F401  (imported to register the families)
+from stacmr.models import chan, chan_char, dsve, qformer, starnet, vsrn  # noqa: F401  (imported to register the families)
 from stacmr.models.base import CaptionBatch, DataDims, ImageBatch, RetrievalModel, VectorSets
 from stacmr.models.registry import (
     FAMILIES,

@@ -59,6 +59,11 @@ class ImageBatch:
     # (B, T, MAX_CHARS + 1) int64 char ids of the OCR strings (`stacmr.models.characters`), all PAD in padded slots;
     # read only for the families that spell words (`RetrievalModel.reads_characters`)
     ocr_chars: Tensor | None = None
+    # (B, R, 4) and (B, T, 4) float32 boxes of the regions and of the OCR tokens, (x0, y0, x1, y1) as fractions of
+    # the image's width and height, NaN rows where a slot has no box (padding, or none known); read only for the
+    # families that place objects (`RetrievalModel.reads_boxes`)
+    region_boxes: Tensor | None = None
+    ocr_boxes: Tensor | None = None
 
     def __post_init__(self) -> None:
         b, r, _ = _shape(self.regions, 3, "ImageBatch.regions")
@@ -68,9 +73,13 @@ class ImageBatch:
         _mask(self.region_mask, (b, r), "region_mask")
         _mask(self.ocr_mask, (b, t), "ocr_mask")
         _chars(self.ocr_chars, (b, t), "ImageBatch.ocr_chars")
+        _boxes(self.region_boxes, (b, r), "ImageBatch.region_boxes")
+        _boxes(self.ocr_boxes, (b, t), "ImageBatch.ocr_boxes")
 
-    def to(self, device: torch.device | str) -> ImageBatch:
-        return ImageBatch(**{f.name: _to(getattr(self, f.name), device) for f in dataclasses.fields(self)})
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> ImageBatch:
+        """On `device`; `non_blocking` as `Tensor.to` (from pinned memory, a copy to a GPU that returns at once)."""
+        fields = dataclasses.fields(self)
+        return ImageBatch(**{f.name: _to(getattr(self, f.name), device, non_blocking) for f in fields})
 
 
 @dataclass(frozen=True)
@@ -93,8 +102,10 @@ class CaptionBatch:
             raise ValueError(f"CaptionBatch.lengths: expected shape ({b},), got {tuple(self.lengths.shape)}")
         _chars(self.word_chars, (b, length), "CaptionBatch.word_chars")
 
-    def to(self, device: torch.device | str) -> CaptionBatch:
-        return CaptionBatch(**{f.name: _to(getattr(self, f.name), device) for f in dataclasses.fields(self)})
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> CaptionBatch:
+        """On `device`; `non_blocking` as `Tensor.to` (from pinned memory, a copy to a GPU that returns at once)."""
+        fields = dataclasses.fields(self)
+        return CaptionBatch(**{f.name: _to(getattr(self, f.name), device, non_blocking) for f in fields})
 
 
 @dataclass(frozen=True)
@@ -118,8 +129,8 @@ def _shape(tensor: Tensor, dims: int, name: str) -> torch.Size:
     return tensor.shape
 
 
-def _to(tensor: Tensor | None, device: torch.device | str) -> Tensor | None:
-    return None if tensor is None else tensor.to(device)
+def _to(tensor: Tensor | None, device: torch.device | str, non_blocking: bool) -> Tensor | None:
+    return None if tensor is None else tensor.to(device, non_blocking=non_blocking)
 
 
 def _chars(chars: Tensor | None, shape: tuple[int, int], name: str) -> None:
@@ -127,6 +138,14 @@ def _chars(chars: Tensor | None, shape: tuple[int, int], name: str) -> None:
     if chars is not None and (chars.dtype != torch.int64 or tuple(chars.shape) != expected):
         raise ValueError(
             f"{name}: expected an int64 tensor of shape {expected}, got {chars.dtype} {tuple(chars.shape)}"
+        )
+
+
+def _boxes(boxes: Tensor | None, shape: tuple[int, int], name: str) -> None:
+    expected = (*shape, 4)
+    if boxes is not None and (boxes.dtype != torch.float32 or tuple(boxes.shape) != expected):
+        raise ValueError(
+            f"{name}: expected a float32 tensor of shape {expected}, got {boxes.dtype} {tuple(boxes.shape)}"
         )
 
 
@@ -155,6 +174,9 @@ class RetrievalModel(nn.Module, abc.ABC):
     # True: the family spells words, so its batches carry `ImageBatch.ocr_chars` and `CaptionBatch.word_chars`
     # (`stacmr.features.reader`, `characters=True`); the others never pay for reading the strings
     reads_characters: bool = False
+    # True: the family places objects in the image (Q-Pert), so its image batches carry `ImageBatch.region_boxes`
+    # and `ImageBatch.ocr_boxes` (`stacmr.features.reader`); the others never pay for reading the boxes
+    reads_boxes: bool = False
 
     @abc.abstractmethod
     def encode_images(self, images: ImageBatch) -> Tensor | VectorSets:

@@ -52,7 +52,7 @@ class CharEncoder(nn.Module):
             # index_select, not [inverse]: its backward sums a string's repeats in a fixed order (the indexing
             # backward is an accumulating index_put whose order varies with the threads: not run-to-run identical)
             encoded = self.encode_strings(unique[:, :longest]).index_select(0, inverse)
-            out = out.index_put((spelt.nonzero().squeeze(1),), encoded)
+            out = out.index_put((spelt.nonzero().squeeze(1),), encoded.to(out.dtype))  # bfloat16 under autocast
         return out.view(*chars.shape[:-1], out.shape[-1])
 
     def encode_strings(self, chars: Tensor) -> Tensor:

@@ -33,11 +33,14 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
     A padded entry does not move the batch statistics and comes out as zero. With every entry real this is
     nn.BatchNorm1d exactly (same parameters, buffers and running-stat update). A channel with fewer than two real
     entries in a training batch has no batch variance (nn.BatchNorm1d refuses such a batch); it is normalised
-    with the running statistics and leaves them unchanged.
+    with the running statistics and leaves them unchanged. It computes in float32 whatever x's type (bfloat16 under
+    autocast: `stacmr.models.precision`), as autocast runs normalisations, and its float32 running statistics take
+    float32 batch statistics only.
     """
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        """x (B, C, L); mask bool, broadcastable to x (e.g. (B, 1, L) for nodes, (B, C, 1) for slots)."""
+        """x (B, C, L); mask bool, broadcastable to x (e.g. (B, 1, L) for nodes, (B, C, 1) for slots) → float32."""
+        x = x.float()
         mask = mask.expand_as(x)
         if self.training:
             count = mask.sum(dim=(0, 2)).to(x.dtype)

@@ -1,6 +1,7 @@
 """`headroom`: the text-match control (caption words vs the image's OCR strings, exact and fuzzy) fused with the
 visual baseline (`report.baseline`), its weight chosen on CTC val, evaluated on every `evaluate.splits` split:
-`<metrics>/<split>.json` and `<ranks>/<split>.npz` (per-query ranks per control, for the report's comparisons)."""
+`<metrics>/<split>.json` and `<ranks>/<split>.npz` (per-query ranks per control, for the report's comparisons).
+The stores are encoded at the precision the baseline was trained at, and scored in float32."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from stacmr.evaluation.evaluate import Bootstrap, Budget
 from stacmr.evaluation.headroom import VARIANTS, control_weight, evaluate_control
 from stacmr.evaluation.textmatch import store_text, text_match
 from stacmr.features.store import FeatureStore, store_file
+from stacmr.models.precision import computing, run_precision
 from stacmr.stages.common import log, parser, start
 from stacmr.training.checkpoint import BestCheckpoint, check_store_fits, load_checkpoint, rebuild_model
 from stacmr.training.device import resolve_device
@@ -36,10 +38,10 @@ def main(argv: list[str] | None = None) -> None:
     model, vocab = rebuild_model(best)
     device = resolve_device(params.train.device)
     model.to(device)
-    max_words = best.spec.max_caption_words
+    max_words, precision = best.spec.max_caption_words, run_precision(best.spec.train)
 
     def encoded(name: str) -> tuple:
-        with FeatureStore(store_file(args.features, name)) as store:
+        with FeatureStore(store_file(args.features, name)) as store, computing(precision, device):
             check_store_fits(store, best.spec.dims, f"checkpoint {checkpoint}")
             return encode_store(model, store, vocab, max_words, device), store_text(store)
 

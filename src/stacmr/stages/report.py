@@ -9,6 +9,7 @@ from pathlib import Path
 from stacmr.reporting.claims import load_claims, verify
 from stacmr.reporting.notebooks import run_notebooks
 from stacmr.reporting.results import load_results
+from stacmr.reporting.scope import scoped
 from stacmr.reporting.seeds import seed_runs
 from stacmr.reporting.summary import summary, write_summary
 from stacmr.reporting.verdicts import write_verdicts
@@ -30,12 +31,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--executed", required=True, type=Path, help="output folder of executed notebooks and HTML")
     p.add_argument("--summary", required=True, type=Path, help="headline metrics JSON to write (the DVC metric)")
     args = p.parse_args(argv)
-    params = start("report", args)
+    params = scoped(start("report", args), args.scope)
     results = load_results(params, args.metrics, args.models, args.ranks)
     verdicts = verify(load_claims(args.claims), results, seed_runs(results, args.metrics), params.report)
     write_verdicts(verdicts, params.data.source, params.report, args.verdicts)
     write_summary(summary(results, args.metrics / "train"), args.summary)
     inputs = (
+        "scope",
         "params",
         "claims",
         "metrics",

@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.seed is not None:
         train_params = replace(train_params, seed=args.seed)  # in the run spec: the checkpoint records it
     device = resolve_device(train_params.device)
+    if train_params.precision == "tf32" and device.type == "cpu":
+        log.info("train.precision tf32: TF32 is a GPU format, on the CPU this run computes in fp32")
     vocab = Vocabulary.load(args.vocab)
     train_path = args.trainset if ablation.train_data == TRAINSET else store_file(args.features, ablation.train_data)
     with FeatureStore(train_path) as train_store, FeatureStore(store_file(args.features, VALIDATION)) as val_store:

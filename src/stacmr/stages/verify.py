@@ -12,14 +12,17 @@ from stacmr.errors import StacmrError
 from stacmr.reporting.claims import NOT_REPRODUCED, load_claims, verify
 from stacmr.reporting.render import markdown
 from stacmr.reporting.results import load_results
+from stacmr.reporting.scope import CLAIMS, SCOPES, scoped
 from stacmr.reporting.seeds import seed_runs
 from stacmr.reporting.verdicts import terminal, verdict_table, write_verdicts
 from stacmr.stages.common import log, parser, start
 
 
 def add_input_flags(p: argparse.ArgumentParser) -> None:
-    """The flags `verify` and `report` share: where the claims, metrics, checkpoints and ranks are (defaults: the
-    pipeline's paths, as dvc.yaml gives them)."""
+    """The flags `verify` and `report` share: which rows (`--scope`), where the claims, metrics, checkpoints and ranks
+    are (defaults: the pipeline's paths, as dvc.yaml gives them)."""
+    rows = "claims: report.baseline and report.scene_text (`make repro`); grid: every evaluated ablation (`make grid`)"
+    p.add_argument("--scope", choices=SCOPES, default=CLAIMS, help=f"{rows} (default: %(default)s)")
     p.add_argument("--claims", default=Path("paper_claims.yaml"), type=Path, help="the paper's claims (%(default)s)")
     p.add_argument(
         "--metrics",
@@ -44,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, help="directory to write verdicts.{md,tex,csv,json} into")
     p.add_argument("--strict", action="store_true", help="exit with status 2 when a claim is not reproduced")
     args = p.parse_args(argv)
-    params = start("verify", args)
+    params = scoped(start("verify", args), args.scope)
     claims = load_claims(args.claims)
     results = load_results(params, args.metrics, args.models, args.ranks)
     verdicts = verify(claims, results, seed_runs(results, args.metrics), params.report)

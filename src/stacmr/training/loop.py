@@ -3,6 +3,8 @@ CTC validation split (`evaluation.evaluate.evaluate_split`, without CIs), model 
 `metrics.selection_score` (R@1 + R@5 both ways, as the release), best and last checkpoints, resume.
 
 `fit` composes `restore` (a resumed run's state), `train_epoch`, `validate` and `save` (checkpoints and history).
+Precision (`train.precision`, `stacmr.models.precision`): an epoch runs in its `float32_mode`, a batch's forward and
+loss under its `autocast` (the hinge in float32), the validation encodes at the run's precision and ranks in float32.
 Determinism: the model is initialised after `torch.manual_seed(seed)`, the batch order is a function of
 (seed, epoch) (`batches.epoch_order`), and the last checkpoint carries the torch RNG state, so a run resumed from it
 ends with exactly the result of an uninterrupted one. Checkpoints are written at the end of every epoch.
@@ -11,7 +13,6 @@ ends with exactly the result of an uninterrupted one. Checkpoints are written at
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import logging
 import math
@@ -29,6 +30,7 @@ from stacmr.features.store import FeatureStore
 from stacmr.features.vocab import Vocabulary
 from stacmr.losses import hinge_triplet
 from stacmr.models import RetrievalModel
+from stacmr.models.precision import autocast, float32_mode, run_precision
 from stacmr.params import TrainParams
 from stacmr.progress import progress
 from stacmr.training.batches import epoch_order, n_batches, training_batches
@@ -122,14 +124,19 @@ def restore(learner: Learner, path: Path) -> Progress:
 
 def train_epoch(learner: Learner, data: TrainingData, params: TrainParams, epoch: int) -> dict[str, float]:
     """One pass over the training captions (0-based `epoch`), then the learning-rate step; each loss term's mean
-    over the batches."""
+    over the batches. Each forward and loss runs under the precision's `autocast`; the caller sets its
+    `float32_mode` (`fit`: around the whole epoch, backward and optimiser steps included)."""
     model, optimizer = learner.model, learner.optimizer
     model.train()
     # hardest negatives from the start can collapse every embedding onto one point (the loss sticks at
     # 2·B·margin); a warm-up on the sum over negatives avoids it (VSE∞; CHAN's one warm-up epoch)
     margin, max_violation = model.hinge(params.margin, params.max_violation)
     hardest = max_violation and epoch >= params.warmup_epochs
-    criterion = functools.partial(hinge_triplet, margin=margin, max_violation=hardest)
+
+    def criterion(sim: torch.Tensor) -> torch.Tensor:
+        # in float32 on the similarities as computed (bfloat16 under bf16 autocast), as autocast runs its own losses
+        return hinge_triplet(sim.float(), margin, hardest)
+
     per_image = data.train.sizes["C"]
     order = (
         epoch_order(len(data.train) * per_image, params.seed, epoch)
@@ -137,13 +144,20 @@ def train_epoch(learner: Learner, data: TrainingData, params: TrainParams, epoch
         else neighbour_order(data.clusters, per_image, params.seed, epoch)
     )
     batches = training_batches(
-        data.train, data.vocab, params.batch_size, order, params.max_caption_words, model.reads_characters
+        data.train,
+        data.vocab,
+        params.batch_size,
+        order,
+        params.max_caption_words,
+        model.reads_characters,
+        device=learner.device,
     )
     steps = n_batches(data.train, params.batch_size)
     sums: dict[str, float] = {}
     bar = progress(batches, total=steps, desc=f"epoch {epoch + 1}/{params.epochs}", unit="batch")
     for images, captions in bar:
-        losses = model.loss(images.to(learner.device), captions.to(learner.device), criterion)
+        with autocast(params.precision, learner.device):  # bf16: the forward and the loss, never the backward
+            losses = model.loss(images, captions, criterion)  # on the device already
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         if params.grad_clip > 0:
@@ -160,7 +174,8 @@ def train_epoch(learner: Learner, data: TrainingData, params: TrainParams, epoch
 def validate(learner: Learner, data: TrainingData, budget: Budget) -> dict[str, float]:
     """Metrics on the validation split and, prefixed `explicit_`, on its explicit images (with their captions)."""
     max_words = learner.spec.max_caption_words
-    metrics, _ = evaluate_split(learner.model, data.val, data.vocab, max_words, learner.device, budget)
+    precision = run_precision(learner.spec.train)
+    metrics, _ = evaluate_split(learner.model, data.val, data.vocab, max_words, learner.device, precision, budget)
     return flat_metrics(metrics)
 
 
@@ -219,7 +234,8 @@ def fit(
     done = restore(learner, outputs.folder / LAST) if outputs.resume else Progress()
     for epoch in range(done.epoch, params.epochs):
         lr = learner.optimizer.param_groups[0]["lr"]
-        losses = train_epoch(learner, data, params, epoch)
+        with float32_mode(params.precision):
+            losses = train_epoch(learner, data, params, epoch)
         val = validate(learner, data, budget)
         row = {"epoch": epoch + 1, "lr": lr, **{f"loss_{k}": v for k, v in losses.items()}}
         row.update({f"{VAL}{k}": v for k, v in val.items()})

@@ -3,6 +3,7 @@
 A scene is a place and 1..max_objects (object, attribute) pairs, one of which may carry scene text. Every concept is
 a random unit vector in R^D (drawn once per world). An object gets 1-3 regions, each `object + w·attribute + noise`;
 the remaining slots show the place (`place + noise`); slots are shuffled, as detector regions come in no fixed order.
+`region_slots` says which slot shows what (`layout.py` places their boxes).
 The noise vector has expected norm `region_noise` (concepts have norm 1), so the knob reads as a noise-to-signal ratio.
 Scene text leaves no trace in the regions: only OCR tells two images of one group apart.
 """
@@ -55,6 +56,17 @@ def draw_scene(rng: np.random.Generator, max_objects: int, with_text: bool) -> S
     return Scene(place=PLACES[rng.integers(len(PLACES))], objects=objects, carrier=0 if with_text else None)
 
 
+def region_slots(scene: Scene, rng: np.random.Generator, regions: int) -> np.ndarray:
+    """What each of the `regions` slots of one image of `scene` shows, in slot order: (regions, 2) int rows
+    (object, part), object an index into `scene.objects` or -1 for the place, part its k-th slot (0: the first)."""
+    owners: list[tuple[int, int]] = []
+    for index in range(len(scene.objects)):
+        owners.extend((index, part) for part in range(int(rng.integers(1, 4))))
+    owners = owners[:regions]
+    owners.extend((-1, part) for part in range(regions - len(owners)))
+    return np.array(owners)[rng.permutation(regions)]
+
+
 def render_regions(
     scene: Scene,
     space: ConceptSpace,
@@ -62,14 +74,12 @@ def render_regions(
     regions: int,
     noise: float,
     attribute_weight: float,
+    slots: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Region features of one image of `scene`: (regions, D) float32."""
+    """Region features of one image of `scene`: (regions, D) float32. `slots`: its `region_slots`, when the caller
+    drew them (to place their boxes); None: drawn here."""
     dim = space.places[scene.place].shape[0]
-    rows: list[np.ndarray] = []
-    for name, attribute in scene.objects:
-        centre = space.objects[name] + attribute_weight * space.attributes[attribute]
-        rows.extend(centre for _ in range(int(rng.integers(1, 4))))
-    rows = rows[:regions]
-    rows.extend(space.places[scene.place] for _ in range(regions - len(rows)))
-    clean = np.stack(rows)[rng.permutation(regions)]
+    slots = region_slots(scene, rng, regions) if slots is None else slots
+    centres = [space.objects[name] + attribute_weight * space.attributes[attr] for name, attr in scene.objects]
+    clean = np.stack([centres[owner] if owner >= 0 else space.places[scene.place] for owner, _ in slots])
     return (clean + rng.standard_normal((regions, dim)) * (noise / np.sqrt(dim))).astype(np.float32)

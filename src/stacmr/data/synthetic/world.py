@@ -12,8 +12,10 @@ other groups no caption reads the text. `dev` is drawn from whole explicit group
 drawn from CTC-5K's explicit images). The explicit flag itself is never stored: `data.explicit` recomputes it from the
 captions and the ground-truth scene text, as the CTC criterion does.
 
-Every source draws from its own child of one SeedSequence, so changing one source's size leaves the others as they
-were; the same params give byte-identical files.
+Every image also gets a box per region slot (`layout.py`), in `{split}_boxes.npy`. Every source draws from its own
+child of one SeedSequence, so changing one source's size leaves the others as they were, and its boxes from another
+child, so the boxes change nothing else (the files written before boxes existed are as they were); the same params
+give byte-identical files.
 """
 
 from __future__ import annotations
@@ -26,17 +28,18 @@ import numpy as np
 
 from stacmr.data.annotations import ANNOTATIONS_FILE, ImageAnnotation, OcrToken, write_annotations
 from stacmr.data.explicit import is_explicit
-from stacmr.data.release import write_split
+from stacmr.data.release import boxes_file, write_split
 from stacmr.data.sources import CTC, F30K, TEXTCAPS, Source
 from stacmr.data.synthetic.captions import describe
+from stacmr.data.synthetic.layout import Box, region_boxes
 from stacmr.data.synthetic.lexicon import SCENE_TEXT
 from stacmr.data.synthetic.ocr import read_word, spurious_token
-from stacmr.data.synthetic.scenes import ConceptSpace, Scene, draw_scene, render_regions
+from stacmr.data.synthetic.scenes import ConceptSpace, Scene, draw_scene, region_slots, render_regions
 from stacmr.errors import StacmrError
 from stacmr.params import SyntheticParams, params_dict
 from stacmr.progress import progress
 
-_WIDTH, _HEIGHT = 640, 480  # nominal image size for OCR boxes (COCO images are about this size)
+_WIDTH, _HEIGHT = 640, 480  # nominal image size for OCR and region boxes (COCO images are about this size)
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,11 @@ class _Image:
     reads_text: bool  # whether some captions name the scene text
 
 
-def _ocr_tokens(words: tuple[str, ...], rng: np.random.Generator, p: SyntheticParams) -> tuple[OcrToken, ...]:
+def _ocr_tokens(
+    words: tuple[str, ...], rng: np.random.Generator, p: SyntheticParams
+) -> tuple[tuple[OcrToken, ...], list[Box]]:
+    """What OCR reads off an image with scene text `words`, and the boxes of the words it read (not the spurious
+    token's)."""
     tokens: list[OcrToken] = []
     for word in words:
         if rng.random() < p.ocr_miss_rate:
@@ -58,12 +65,13 @@ def _ocr_tokens(words: tuple[str, ...], rng: np.random.Generator, p: SyntheticPa
         box = (float(rng.integers(0, _WIDTH - w)), float(rng.integers(0, _HEIGHT - h)), float(w), float(h))
         conf = float(np.clip(0.98 - 0.15 * errors - 0.1 * rng.random(), 0.05, 1.0))
         tokens.append(OcrToken(text=text, bbox=box, confidence=round(conf, 3)))
+    text_boxes = [token.bbox for token in tokens]
     if rng.random() < p.ocr_spurious_rate:
         w, h = int(rng.integers(8, 40)), int(rng.integers(8, 30))
         box = (float(rng.integers(0, _WIDTH - w)), float(rng.integers(0, _HEIGHT - h)), float(w), float(h))
         spurious = OcrToken(text=spurious_token(rng), bbox=box, confidence=round(float(rng.uniform(0.1, 0.5)), 3))
         tokens.insert(int(rng.integers(0, len(tokens) + 1)), spurious)
-    return tuple(tokens)
+    return tuple(tokens), text_boxes
 
 
 def _captions(image: _Image, n: int, n_reading: int, rng: np.random.Generator) -> list[str]:
@@ -127,16 +135,22 @@ class _SourceWriter:
         self._next_id = source.id_base
         self.directory.mkdir(parents=True)
 
-    def write(self, split: str, images: list[_Image], rng: np.random.Generator, n_reading: int) -> list[_Written]:
-        """Render `images` (in this order) as `split`."""
+    def write(
+        self, split: str, images: list[_Image], rng: np.random.Generator, box_rng: np.random.Generator, n_reading: int
+    ) -> list[_Written]:
+        """Render `images` (in this order) as `split`; their region boxes are drawn from `box_rng`."""
         p = self.p
         written = []
-        with write_split(self.directory, split, len(images), p.regions, p.region_dim) as out:
+        with write_split(self.directory, split, len(images), p.regions, p.region_dim, boxes=True) as out:
             for index, image in enumerate(progress(images, desc=f"synthetic {self.source.store(split)}", unit="img")):
                 image_id = str(self._next_id)
                 self._next_id += 1
-                regions = render_regions(image.scene, self.space, rng, p.regions, p.region_noise, p.attribute_weight)
+                slots = region_slots(image.scene, rng, p.regions)
+                regions = render_regions(
+                    image.scene, self.space, rng, p.regions, p.region_noise, p.attribute_weight, slots
+                )
                 captions = _captions(image, self.n_captions, n_reading, rng)
+                ocr_tokens, text_boxes = _ocr_tokens(image.text_words, rng, p)
                 ann = ImageAnnotation(
                     id=image_id,
                     split=split,
@@ -144,22 +158,27 @@ class _SourceWriter:
                     width=_WIDTH,
                     height=_HEIGHT,
                     scene_text=image.text_words,
-                    ocr_tokens=_ocr_tokens(image.text_words, rng, p),
+                    ocr_tokens=ocr_tokens,
                     captions=tuple(captions),
                     group=image.group if self.source is CTC else None,
                 )
-                out.add(regions, captions, image_id)
+                boxes = region_boxes(image.scene, slots, text_boxes, box_rng, _WIDTH, _HEIGHT)
+                out.add(regions, captions, image_id, boxes)
                 self.annotations.append(ann)
                 written.append(_Written(index, ann, image))
         return written
 
     def write_subset(self, split: str, parent: str, rows: list[_Written]) -> None:
-        """Write images already written as `parent` (same ids, features, captions) as `split`, e.g. dev ⊂ test."""
+        """Write images already written as `parent` (same ids, features, captions, boxes) as `split`, e.g. dev ⊂
+        test."""
         p = self.p
         parent_ims = np.load(self.directory / f"{parent}_ims.npy", mmap_mode="r")
-        with write_split(self.directory, split, len(rows), p.regions, p.region_dim) as out:
+        parent_boxes = np.load(boxes_file(self.directory, parent), mmap_mode="r")
+        with write_split(self.directory, split, len(rows), p.regions, p.region_dim, boxes=True) as out:
             for row in rows:
-                out.add(parent_ims[row.index], list(row.annotation.captions), row.annotation.id)
+                out.add(
+                    parent_ims[row.index], list(row.annotation.captions), row.annotation.id, parent_boxes[row.index]
+                )
                 self.annotations.append(replace(row.annotation, split=split))
 
     def finish(self) -> None:
@@ -191,7 +210,9 @@ def generate_world(p: SyntheticParams, captions_per_image: int, out_dir: str | o
     """Write every source of the synthetic world under `out_dir/<source>/`; returns image counts per split and the
     number of explicit images (by the CTC criterion) per split."""
     out_dir = Path(out_dir)
-    seeds = np.random.SeedSequence(p.seed).spawn(4)
+    # children 0: concepts, 1-3: CTC, F30K, TextCaps; 4-6: their region boxes (spawned after the first four, which
+    # are as they were before boxes existed)
+    seeds = np.random.SeedSequence(p.seed).spawn(7)
     space = ConceptSpace.draw(np.random.default_rng(seeds[0]), p.region_dim)
     summary: dict[str, int] = {}
 
@@ -199,11 +220,11 @@ def generate_world(p: SyntheticParams, captions_per_image: int, out_dir: str | o
         summary[name] = len(rows)
         summary[f"{name}/explicit"] = sum(row.explicit for row in rows)
 
-    rng = np.random.default_rng(seeds[1])
+    rng, box_rng = np.random.default_rng(seeds[1]), np.random.default_rng(seeds[4])
     ctc = _SourceWriter(CTC, out_dir, space, p, captions_per_image)
     sizes = p.ctc_images
     for split, n, forced in (("train", sizes.train, 0), ("val", sizes.val, 0), ("test", sizes.test, sizes.dev)):
-        rows = ctc.write(split, _shuffled(rng, _ctc_groups(rng, n, forced, p)), rng, n_reading=2)
+        rows = ctc.write(split, _shuffled(rng, _ctc_groups(rng, n, forced, p)), rng, box_rng, n_reading=2)
         count(CTC.store(split), rows)
         if split == "test":
             dev = _draw_dev(rng, rows, sizes.dev)
@@ -212,9 +233,10 @@ def generate_world(p: SyntheticParams, captions_per_image: int, out_dir: str | o
     ctc.finish()
 
     for k, (source, n, with_text) in enumerate(((F30K, p.f30k_images, False), (TEXTCAPS, p.textcaps_images, True))):
-        rng = np.random.default_rng(seeds[2 + k])
+        rng, box_rng = np.random.default_rng(seeds[2 + k]), np.random.default_rng(seeds[5 + k])
         writer = _SourceWriter(source, out_dir, space, p, captions_per_image)
-        rows = writer.write("train", _plain_images(rng, n, p, with_text), rng, n_reading=max(1, captions_per_image - 1))
+        images = _plain_images(rng, n, p, with_text)
+        rows = writer.write("train", images, rng, box_rng, n_reading=max(1, captions_per_image - 1))
         writer.finish()
         count(source.store("train"), rows)
     return summary
