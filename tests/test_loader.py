@@ -21,6 +21,7 @@ from stacmr.features.vocab import Vocabulary
 from stacmr.models import CaptionBatch, ImageBatch
 from stacmr.models.characters import encode_strings
 from stacmr.prefetch import prefetch
+from stacmr.training import batches
 from stacmr.training.batches import epoch_order, training_batches
 
 N, R, D, T, E, C = 37, 6, 8, 4, 5, 3
@@ -208,6 +209,16 @@ def test_no_read_ahead_reads_in_the_callers_thread():
         yield 1
 
     assert list(prefetch(items(), 0)) == [1] and threads == [threading.current_thread()]
+
+
+def test_cpu_batches_are_read_in_the_steps_thread_by_default(store_path, monkeypatch):
+    # a reading thread beside torch's compute threads oversubscribes a CPU's cores (1.8× a VSRN epoch on 2 cores)
+    depths = []
+    monkeypatch.setattr(batches, "prefetch", lambda items, depth: depths.append(depth) or items)
+    with FeatureStore(store_path) as store:
+        for read_ahead, expected in ((None, 0), (2, 2)):
+            next(batches.training_batches(store, VOCAB, 4, epoch_order(N * C, 0, 0), MAX_WORDS, read_ahead=read_ahead))
+            assert depths.pop() == expected
 
 
 @pytest.mark.gpu

@@ -45,14 +45,16 @@ def training_batches(
     *,
     device: torch.device = CPU,
     memory_budget: int | None = None,
-    read_ahead: int = PREFETCH,
+    read_ahead: int | None = None,
 ) -> Iterator[tuple[ImageBatch, CaptionBatch]]:
     """(images, captions) batches of one epoch on `device`, consecutive windows of `order` (the epoch's caption
     order: `epoch_order`, or `sampler.neighbour_order`); images[i] is the image of captions[i]. The last short batch
     is kept unless it has a single pair (a hinge loss needs a negative). `characters`: with the words' and OCR
     strings' char ids (`stacmr.features.reader`), for a family that `reads_characters`. `memory_budget`: bytes the
     store's features may take in RAM (`stacmr.features.memory.hold`; None: half the memory available, 0: read from
-    the file); `read_ahead`: batches read ahead in a background thread (0: none, each read when asked for)."""
+    the file); `read_ahead`: batches read ahead in a background thread (0: none, each read when asked for; None:
+    `PREFETCH` on an accelerator, none on the CPU, where a reading thread beside torch's compute threads
+    oversubscribes the cores: on 2 cores a VSRN epoch took 1.8× as long with it)."""
     hold(store, memory_budget)
     c, pin = store.sizes["C"], device.type == "cuda"
     windows = (order[start : start + batch_size] for start in range(0, len(order), batch_size))
@@ -61,7 +63,8 @@ def training_batches(
         for rows in windows
         if len(rows) >= 2
     )
-    for images, captions in prefetch(read, read_ahead):
+    depth = (0 if device.type == "cpu" else PREFETCH) if read_ahead is None else read_ahead
+    for images, captions in prefetch(read, depth):
         yield images.to(device, non_blocking=pin), captions.to(device, non_blocking=pin)
 
 
