@@ -4,16 +4,13 @@ DSVE's region localisation, and one-epoch smoke runs through the `train` and `ev
 from __future__ import annotations
 
 import dataclasses
-import json
 
-import numpy as np
 import pytest
 import torch
 
-from stacmr.cli import main
 from stacmr.models import FAMILIES, VectorSets, build_model, config_class, family_class
 from tests.helpers.models import CHAN, DIMS, HINGE, SLOTS, garble_padding, make_captions, make_images
-from tests.helpers.stages import evaluate_argv, train_argv
+from tests.helpers.stages import smoke_run
 
 DSVE = {
     "embed_dim": 16,
@@ -161,12 +158,4 @@ def test_one_epoch_smoke_run_trains_and_evaluates(pipeline, tmp_path, monkeypatc
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     tiny_raw["train"]["epochs"] = 1
     tiny_raw["evaluate"]["finegrained_tile_mb"] = 1
-    params = write_params(tiny_raw)
-    assert main(train_argv(root, tmp_path, ablation, params)) == 0
-    out = tmp_path / "eval.json"
-    argv = evaluate_argv(params, ablation, "dev", root, tmp_path / "models" / ablation, out, tmp_path / "ranks.npz")
-    assert main(argv) == 0
-    metrics = json.loads(out.read_text())
-    assert 0 <= metrics["i2t_r1"] <= metrics["i2t_r10"] <= 100 and "explicit" in metrics
-    ranks = np.load(tmp_path / "ranks.npz")
-    assert len(ranks["t2i"]) == 5 * len(ranks["i2t"])
+    smoke_run(root, tmp_path, write_params(tiny_raw), ablation)

@@ -18,7 +18,7 @@ from stacmr.evaluation.finegrained import sharded_similarity
 from stacmr.losses import hinge_triplet
 from stacmr.models import FAMILIES, ImageBatch, VectorSets, build_model, config_class, family_class
 from tests.helpers.models import DIMS, HINGE, finite_grads, garble_padding, make_captions, make_images
-from tests.helpers.stages import evaluate_argv, train_argv
+from tests.helpers.stages import evaluate_argv, smoke_run
 
 QFORMER = {
     "embed_dim": 16,
@@ -271,31 +271,10 @@ def test_one_epoch_smoke_run_trains_and_evaluates(pipeline, tmp_path, monkeypatc
     root, _ = pipeline
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
     ablation = f"{family}_all"
-    counterpart = "qformer_all" if family == "qformer_st" else None
-    tiny_raw["ablations"][ablation] = {
-        "family": family,
-        "train_data": "trainset",
-        "model": {},
-        "train": {},
-        "counterpart": counterpart,
-    }
-    if counterpart:
-        tiny_raw["ablations"][counterpart] = {
-            **tiny_raw["ablations"][ablation],
-            "family": "qformer",
-            "counterpart": None,
-        }
     tiny_raw["train"]["epochs"] = 1
     tiny_raw["evaluate"]["finegrained_tile_mb"] = 1
     params = write_params(tiny_raw)
-    assert main(train_argv(root, tmp_path, ablation, params)) == 0
-    out = tmp_path / "eval.json"
-    argv = evaluate_argv(params, ablation, "dev", root, tmp_path / "models" / ablation, out, tmp_path / "ranks.npz")
-    assert main(argv) == 0
-    metrics = json.loads(out.read_text())
-    assert 0 <= metrics["i2t_r1"] <= metrics["i2t_r10"] <= 100 and "explicit" in metrics
-    ranks = np.load(tmp_path / "ranks.npz")
-    assert len(ranks["t2i"]) == 5 * len(ranks["i2t"])
+    metrics, ranks = smoke_run(root, tmp_path, params, ablation)
     # the same checkpoint with Q-Pert on at inference (the store's boxes read): recorded, and it moves the ranks
     qpert_out = tmp_path / "eval_qpert.json"
     argv = evaluate_argv(params, ablation, "dev", root, tmp_path / "models" / ablation, qpert_out, tmp_path / "q.npz")

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import numpy as np
+
+from stacmr.cli import main
 
 
 def train_argv(root: Path, out: Path, ablation: str, params: Path | None = None) -> list[str]:
@@ -61,3 +66,17 @@ def evaluate_argv(
         "--ranks",
         str(ranks),
     ]
+
+
+def smoke_run(root: Path, out: Path, params: Path, ablation: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """`ablation` trained by `stacmr train` and evaluated on CTC-1K (`dev`) with `params` (one epoch, tiny: the
+    caller's), under `out`; its metrics JSON and ranks, checked for sense."""
+    assert main(train_argv(root, out, ablation, params)) == 0
+    metrics_path = out / "eval.json"
+    argv = evaluate_argv(params, ablation, "dev", root, out / "models" / ablation, metrics_path, out / "ranks.npz")
+    assert main(argv) == 0
+    metrics = json.loads(metrics_path.read_text())
+    assert 0 <= metrics["i2t_r1"] <= metrics["i2t_r10"] <= 100 and "explicit" in metrics
+    ranks = dict(np.load(out / "ranks.npz"))
+    assert len(ranks["t2i"]) == 5 * len(ranks["i2t"])
+    return metrics, ranks
