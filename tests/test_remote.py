@@ -19,8 +19,8 @@ from tests.helpers.params import shrink
 
 
 def _tiny(raw: dict) -> dict:
-    """The working tree's params, shrunk: report.baseline and report.scene_text only, one epoch, one extra seed.
-    Every section the params have is kept (loaded and shrunk, not written anew)."""
+    """The working tree's params, shrunk: report.baseline and report.scene_text only (no Q-Pert stage), one epoch, one
+    extra seed. Every section the params have is kept (loaded and shrunk, not written anew)."""
     tiny = shrink(raw)
     keep = [tiny["report"]["baseline"], tiny["report"]["scene_text"]]
     tiny["ablations"] = {name: tiny["ablations"][name] for name in keep}
@@ -29,7 +29,7 @@ def _tiny(raw: dict) -> dict:
         if spec["counterpart"] not in keep:
             spec["counterpart"] = None
     tiny["train"].update(epochs=1, device="cpu")
-    tiny["evaluate"].update(ablations=keep, bootstrap_resamples=20)
+    tiny["evaluate"].update(ablations=keep, bootstrap_resamples=20, qpert_ablations=[])
     if "replicates" in tiny:
         tiny["replicates"].update(ablations=keep, seeds=tiny["replicates"]["seeds"][:1])
     return tiny
