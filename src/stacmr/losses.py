@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from stacmr.models.shards import current, global_sum
+
 
 def _check_square(sim: Tensor) -> None:
     if sim.dim() != 2 or sim.shape[0] != sim.shape[1]:
@@ -50,4 +52,9 @@ def info_nce(sim: Tensor, temperature: float) -> Tensor:
 def caption_generation_loss(logits: Tensor, targets: Tensor, pad_id: int = 0) -> Tensor:
     """Cross-entropy of the next word, averaged over the targets that are not `pad_id` (VSRN's language-model
     criterion: masked sum over the mask's sum). logits: (B, L, V); targets: (B, L) int64, at least one not padding."""
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=pad_id)
+    logits, targets = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)
+    if current().size == 1:
+        return F.cross_entropy(logits, targets, ignore_index=pad_id)
+    # a batch split over processes (`stacmr.models.shards`): this share's sum over the global batch's target count
+    summed = F.cross_entropy(logits, targets, ignore_index=pad_id, reduction="sum")
+    return summed / global_sum((targets != pad_id).sum()).to(summed.dtype)

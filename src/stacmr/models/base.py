@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from stacmr.models.characters import MAX_CHARS
+from stacmr.models.shards import all_gathered, share
 
 # How a family's caption word vectors start: random (the releases), or the features stage's OCR fastText vectors of
 # the vocabulary projected to the family's word size, so that caption words start in the space the OCR tokens live
@@ -118,6 +119,10 @@ class VectorSets:
     def __len__(self) -> int:
         return self.emb.shape[0]
 
+    def gathered(self) -> VectorSets:
+        """Every process's sets, in rank order, padded to the largest set (`shards.all_gathered`); self for one."""
+        return VectorSets(all_gathered(self.emb), all_gathered(self.mask))
+
     def take(self, index: Tensor) -> VectorSets:
         """The sets at `index` (B',) int64, on the same device."""
         return VectorSets(self.emb.index_select(0, index), self.mask.index_select(0, index))
@@ -190,6 +195,17 @@ class RetrievalModel(nn.Module, abc.ABC):
         """Cosine similarity (the embeddings are unit vectors): (Bi, E) × (Bc, E) → (Bi, Bc). Fine-grained
         families override it for their sets."""
         return img_emb @ cap_emb.T
+
+    def retrieval_loss(
+        self, img_emb: Tensor | VectorSets, cap_emb: Tensor | VectorSets, criterion: Callable[[Tensor], Tensor]
+    ) -> Tensor:
+        """`criterion` of the training batch's (B, B) similarity: over the whole global batch when it is split over
+        processes (`stacmr.models.shards`: the embeddings all-gathered, this process's share of the loss)."""
+        if isinstance(img_emb, VectorSets):
+            img_all, cap_all = img_emb.gathered(), cap_emb.gathered()
+        else:
+            img_all, cap_all = all_gathered(img_emb), all_gathered(cap_emb)
+        return share(criterion(self.similarity(img_all, cap_all)))
 
     def caption_word_embedding(self) -> nn.Embedding | None:
         """The caption encoder's word vectors (vocabulary ids → word_dim), which `word_init: ocr_fasttext` fills

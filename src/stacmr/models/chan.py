@@ -142,7 +142,7 @@ class Chan(RetrievalModel):
         """{"loss", "retrieval"}: the hinge on the in-batch (B, B) fine-grained scores (a B×B×R×L computation)."""
         if self.training:
             images, captions = self.augment(images, captions)
-        retrieval = retrieval_criterion(self.similarity(self.encode_images(images), self.encode_captions(captions)))
+        retrieval = self.retrieval_loss(self.encode_images(images), self.encode_captions(captions), retrieval_criterion)
         return {"loss": retrieval, "retrieval": retrieval}
 
 

@@ -33,6 +33,7 @@ from stacmr.models.char_encoder import IGNORE, CharEncoder, MaskedCharacterDecod
 from stacmr.models.characters import EOS, PAD
 from stacmr.models.layers import l2norm
 from stacmr.models.registry import register
+from stacmr.models.shards import global_sum
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ class ChanCharSt(ChanChar):
         queries = self.char_encoder(masked).view(*chars.shape[:2], -1)  # (B, T, word_dim)
         logits = self.char_decoder(queries, regions, images.region_mask).flatten(0, 1)
         total = F.cross_entropy(logits, targets, ignore_index=IGNORE, reduction="sum")
-        return total / (targets != IGNORE).sum().clamp(min=1)
+        return total / global_sum((targets != IGNORE).sum()).clamp(min=1)  # the global batch's mean
 
     def loss(
         self, images: ImageBatch, captions: CaptionBatch, retrieval_criterion: Callable[[Tensor], Tensor]
@@ -127,6 +128,6 @@ class ChanCharSt(ChanChar):
         if self.training:
             images, captions = self.augment(images, captions)
         img_emb = self.encode_images(images)
-        retrieval = retrieval_criterion(self.similarity(img_emb, self.encode_captions(captions)))
+        retrieval = self.retrieval_loss(img_emb, self.encode_captions(captions), retrieval_criterion)
         mlm = self.masked_character_loss(images, img_emb.emb[:, : images.regions.shape[1]])
         return {"loss": retrieval + self.config.mlm_weight * mlm, "retrieval": retrieval, "mlm": mlm}

@@ -85,7 +85,7 @@ class Dsve(RetrievalModel):
     def loss(
         self, images: ImageBatch, captions: CaptionBatch, retrieval_criterion: Callable[[Tensor], Tensor]
     ) -> dict[str, Tensor]:
-        retrieval = retrieval_criterion(self.similarity(self.encode_images(images), self.encode_captions(captions)))
+        retrieval = self.retrieval_loss(self.encode_images(images), self.encode_captions(captions), retrieval_criterion)
         return {"loss": retrieval, "retrieval": retrieval}
 
     @torch.no_grad()

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from stacmr.models.shards import current, global_sum
 from stacmr.tokens import PAD
 
 
@@ -27,6 +28,32 @@ def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     return total / mask.sum(dim=1, keepdim=True).clamp(min=1).to(x.dtype)
 
 
+def masked_batch_norm(bn: nn.BatchNorm1d, x: Tensor, mask: Tensor) -> Tensor:
+    """`bn` (its parameters, running statistics and mode) on x (B, C, L) with statistics over the real entries only
+    (`MaskedBatchNorm1d`); mask bool, broadcastable to x → float32."""
+    x = x.float()
+    mask = mask.expand_as(x)
+    if bn.training:
+        # over the global batch when it is split over processes (`global_sum`: the sums of every share)
+        count = global_sum(mask.sum(dim=(0, 2)).to(x.dtype))
+        n = count.clamp(min=1)
+        batch_mean = global_sum(torch.where(mask, x, 0).sum(dim=(0, 2))) / n
+        batch_var = global_sum(torch.where(mask, x - batch_mean[None, :, None], 0).pow(2).sum(dim=(0, 2))) / n
+        enough = count > 1
+        mean = torch.where(enough, batch_mean, bn.running_mean)
+        var = torch.where(enough, batch_var, bn.running_var)
+        with torch.no_grad():
+            # As nn.BatchNorm1d: normalise with the biased variance, track the unbiased one.
+            unbiased = batch_var * n / (n - 1).clamp(min=1)
+            bn.running_mean.copy_(torch.where(enough, bn.running_mean.lerp(batch_mean, bn.momentum), bn.running_mean))
+            bn.running_var.copy_(torch.where(enough, bn.running_var.lerp(unbiased, bn.momentum), bn.running_var))
+            bn.num_batches_tracked.add_(1)
+    else:
+        mean, var = bn.running_mean, bn.running_var
+    y = (x - mean[None, :, None]) * torch.rsqrt(var[None, :, None] + bn.eps)
+    return torch.where(mask, y * bn.weight[None, :, None] + bn.bias[None, :, None], 0)
+
+
 class MaskedBatchNorm1d(nn.BatchNorm1d):
     """BatchNorm1d over channel axis 1 of x (B, C, L), with statistics over the real entries only.
 
@@ -40,30 +67,18 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """x (B, C, L); mask bool, broadcastable to x (e.g. (B, 1, L) for nodes, (B, C, 1) for slots) → float32."""
-        x = x.float()
-        mask = mask.expand_as(x)
-        if self.training:
-            count = mask.sum(dim=(0, 2)).to(x.dtype)
-            n = count.clamp(min=1)
-            batch_mean = torch.where(mask, x, 0).sum(dim=(0, 2)) / n
-            batch_var = torch.where(mask, x - batch_mean[None, :, None], 0).pow(2).sum(dim=(0, 2)) / n
-            enough = count > 1
-            mean = torch.where(enough, batch_mean, self.running_mean)
-            var = torch.where(enough, batch_var, self.running_var)
-            with torch.no_grad():
-                # As nn.BatchNorm1d: normalise with the biased variance, track the unbiased one.
-                unbiased = batch_var * n / (n - 1).clamp(min=1)
-                self.running_mean.copy_(
-                    torch.where(enough, self.running_mean.lerp(batch_mean, self.momentum), self.running_mean)
-                )
-                self.running_var.copy_(
-                    torch.where(enough, self.running_var.lerp(unbiased, self.momentum), self.running_var)
-                )
-                self.num_batches_tracked.add_(1)
-        else:
-            mean, var = self.running_mean, self.running_var
-        y = (x - mean[None, :, None]) * torch.rsqrt(var[None, :, None] + self.eps)
-        return torch.where(mask, y * self.weight[None, :, None] + self.bias[None, :, None], 0)
+        return masked_batch_norm(self, x, mask)
+
+
+class BatchNorm1d(nn.BatchNorm1d):
+    """nn.BatchNorm1d on x (B, C), whose training statistics are the global batch's when a batch is split over
+    processes (`stacmr.models.shards`: `masked_batch_norm` with every entry real); nn.BatchNorm1d's own kernel for
+    one process, so one process computes what nn.BatchNorm1d does, bit for bit."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training and current().size > 1:
+            return masked_batch_norm(self, x[:, :, None], torch.ones_like(x[:1, :1, None], dtype=torch.bool))[:, :, 0]
+        return super().forward(x)
 
 
 class GraphReasoning(nn.Module):

@@ -24,7 +24,7 @@ weight 0. The families read boxes (`reads_boxes`); a batch without them is refus
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -164,12 +164,16 @@ class Qformer(RetrievalModel):
         """(Bi, Bc): each caption's best query (its one vector's hard assignment to the image's set)."""
         return word_region_scores(img_emb, cap_emb)[..., 0]
 
+    def use_qpert(self, projector: Projector) -> None:
+        """Q-Pert on at inference from now on, with `projector`, on the same weights (`evaluate --qpert`)."""
+        self.config = replace(self.config, qpert_enabled=True, qpert_projector=projector)
+
     def loss(
         self, images: ImageBatch, captions: CaptionBatch, retrieval_criterion: Callable[[Tensor], Tensor]
     ) -> dict[str, Tensor]:
         """{"loss", "retrieval"}: the hinge on the in-batch (B, B) scores of the unperturbed host."""
         img = self.embed_images(images, perturbed=False)
-        retrieval = retrieval_criterion(self.similarity(img, self.encode_captions(captions)))
+        retrieval = self.retrieval_loss(img, self.encode_captions(captions), retrieval_criterion)
         return {"loss": retrieval, "retrieval": retrieval}
 
 

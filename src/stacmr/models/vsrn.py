@@ -19,7 +19,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from stacmr.losses import caption_generation_loss
 from stacmr.models.base import CaptionBatch, DataDims, ImageBatch, RetrievalModel, WordInit, config_range
-from stacmr.models.layers import CaptionEncoder, GraphReasoning, l2norm, masked_mean
+from stacmr.models.layers import BatchNorm1d, CaptionEncoder, GraphReasoning, l2norm, masked_mean
 from stacmr.models.registry import register
 from stacmr.tokens import END, PAD, START
 
@@ -116,7 +116,7 @@ class Vsrn(RetrievalModel):
         self.caption_decoder = CaptionDecoder(
             dims.vocab_size, dim, config.caption_word_dim, config.caption_hidden, config.caption_dropout
         )
-        self.image_norm = nn.BatchNorm1d(dim) if config.data_name == "f30k_precomp" else None
+        self.image_norm = BatchNorm1d(dim) if config.data_name == "f30k_precomp" else None
 
     def caption_word_embedding(self) -> nn.Embedding:
         return self.caption_encoder.embed
@@ -161,8 +161,8 @@ class Vsrn(RetrievalModel):
     ) -> dict[str, Tensor]:
         """{"loss", "retrieval", "caption"}; the regions are reasoned once for both the embedding and the decoder."""
         reasoned = self.reason_regions(images)
-        sim = self.similarity(self.embed_images(images, reasoned), self.encode_captions(captions))
-        retrieval = retrieval_criterion(sim)
+        img_emb = self.embed_images(images, reasoned)
+        retrieval = self.retrieval_loss(img_emb, self.encode_captions(captions), retrieval_criterion)
         inputs, targets = teacher_forcing(captions.tokens, captions.lengths)
         logits = self.caption_decoder(reasoned, images.region_mask, inputs)
         caption = caption_generation_loss(logits, targets, pad_id=PAD)

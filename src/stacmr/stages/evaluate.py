@@ -8,7 +8,6 @@ Q-Pert host family only; the projector form recorded in the metrics, the MLflow 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import get_args
@@ -24,6 +23,7 @@ from stacmr.evaluation.reading import reading_diagnostics
 from stacmr.features.neighbours import load_neighbours, load_true_groups, neighbours_file
 from stacmr.features.store import FeatureStore, store_file
 from stacmr.models.precision import float32_mode, run_precision
+from stacmr.models.qformer import Qformer
 from stacmr.models.qpert import Projector
 from stacmr.stages.common import log, parser, start
 from stacmr.tracking import EXPERIMENT, Tracker, checkpoint_run
@@ -49,9 +49,9 @@ def main(argv: list[str] | None = None) -> None:
     best = load_checkpoint(checkpoint, BestCheckpoint)
     model, vocab = rebuild_model(best)
     if args.qpert:
-        if not hasattr(model.config, "qpert_enabled"):
+        if not isinstance(model, Qformer):
             raise StacmrError(f"--qpert: {checkpoint} is a {best.spec.family} model, not a Q-Pert host (qformer)")
-        model.config = dataclasses.replace(model.config, qpert_enabled=True, qpert_projector=args.qpert)
+        model.use_qpert(args.qpert)
     device = resolve_device(params.train.device)
     model.to(device)
     e = params.evaluate

@@ -24,6 +24,7 @@ from stacmr.features.reader import read_captions, read_images
 from stacmr.features.store import FeatureStore
 from stacmr.features.vocab import Vocabulary
 from stacmr.models import CaptionBatch, ImageBatch
+from stacmr.models.shards import SINGLE, Shards
 from stacmr.prefetch import prefetch
 
 PREFETCH = 2  # batches read ahead: one ready for the next step, one being read
@@ -46,6 +47,7 @@ def training_batches(
     device: torch.device = CPU,
     memory_budget: int | None = None,
     read_ahead: int | None = None,
+    shards: Shards = SINGLE,
 ) -> Iterator[tuple[ImageBatch, CaptionBatch]]:
     """(images, captions) batches of one epoch on `device`, consecutive windows of `order` (the epoch's caption
     order: `epoch_order`, or `sampler.neighbour_order`); images[i] is the image of captions[i]. The last short batch
@@ -54,20 +56,25 @@ def training_batches(
     store's features may take in RAM (`stacmr.features.memory.hold`; None: half the memory available, 0: read from
     the file); `read_ahead`: batches read ahead in a background thread (0: none, each read when asked for; None:
     `PREFETCH` on an accelerator, none on the CPU, where a reading thread beside torch's compute threads
-    oversubscribes the cores: on 2 cores a VSRN epoch took 1.8× as long with it)."""
+    oversubscribes the cores: on 2 cores a VSRN epoch took 1.8× as long with it). `shards`: a batch split over
+    processes (`stacmr.training.processes`): `batch_size` is the global batch, of which this process reads its
+    contiguous share (`np.array_split`, in rank order); a last batch with fewer pairs than processes is left out."""
     hold(store, memory_budget)
     c, pin = store.sizes["C"], device.type == "cuda"
     windows = (order[start : start + batch_size] for start in range(0, len(order), batch_size))
+    shares = (
+        np.array_split(window, shards.size)[shards.rank] for window in windows if len(window) >= max(2, shards.size)
+    )
     read = (
         (read_images(store, rows // c, characters, pin), read_captions(store, rows, vocab, max_words, characters, pin))
-        for rows in windows
-        if len(rows) >= 2
+        for rows in shares
     )
     depth = (0 if device.type == "cpu" else PREFETCH) if read_ahead is None else read_ahead
     for images, captions in prefetch(read, depth):
         yield images.to(device, non_blocking=pin), captions.to(device, non_blocking=pin)
 
 
-def n_batches(store: FeatureStore, batch_size: int) -> int:
+def n_batches(store: FeatureStore, batch_size: int, shards: Shards = SINGLE) -> int:
+    """The number of batches `training_batches` gives an epoch of the store's captions."""
     n = len(store) * store.sizes["C"]
-    return n // batch_size + (n % batch_size >= 2)
+    return n // batch_size + (n % batch_size >= max(2, shards.size))

@@ -8,6 +8,9 @@ loss under its `autocast` (the hinge in float32), the validation encodes at the 
 Determinism: the model is initialised after `torch.manual_seed(seed)`, the batch order is a function of
 (seed, epoch) (`batches.epoch_order`), and the last checkpoint carries the torch RNG state, so a run resumed from it
 ends with exactly the result of an uninterrupted one. Checkpoints are written at the end of every epoch.
+Data-parallel (`Learner.shards`, under torchrun: `stacmr.training.processes`): each process steps on its share of
+every batch with the global batch's loss (`stacmr.models.shards`) and the summed gradients; the first process
+validates, checkpoints and reports while the others wait.
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ from stacmr.features.vocab import Vocabulary
 from stacmr.losses import hinge_triplet
 from stacmr.models import RetrievalModel
 from stacmr.models.precision import autocast, float32_mode, run_precision
+from stacmr.models.shards import SINGLE, Shards, sharded
 from stacmr.params import TrainParams
 from stacmr.progress import progress
+from stacmr.training import processes
 from stacmr.training.batches import epoch_order, n_batches, training_batches
 from stacmr.training.checkpoint import (
     BestCheckpoint,
@@ -81,13 +86,21 @@ class Learner:
     optimizer: torch.optim.Adam
     scheduler: torch.optim.lr_scheduler.StepLR
     device: torch.device
+    shards: Shards = SINGLE  # the processes a batch is split over (`stacmr.training.processes`)
 
     @classmethod
-    def start(cls, spec: RunSpec, model: RetrievalModel, params: TrainParams, device: torch.device) -> Learner:
+    def start(
+        cls, spec: RunSpec, model: RetrievalModel, params: TrainParams, device: torch.device, shards: Shards = SINGLE
+    ) -> Learner:
         """`model` (on `device`) with a fresh Adam optimiser and its step decay of the learning rate."""
         optimizer = torch.optim.Adam(model.parameters(), lr=params.lr)
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=params.lr_decay_every, gamma=params.lr_decay)
-        return cls(spec, model, optimizer, scheduler, device)
+        return cls(spec, model, optimizer, scheduler, device, shards)
+
+    @property
+    def leader(self) -> bool:
+        """The process that validates, checkpoints and reports (the only one of a one-process run)."""
+        return self.shards.rank == 0
 
 
 @dataclass(frozen=True)
@@ -126,8 +139,9 @@ def train_epoch(learner: Learner, data: TrainingData, params: TrainParams, epoch
     """One pass over the training captions (0-based `epoch`), then the learning-rate step; each loss term's mean
     over the batches. Each forward and loss runs under the precision's `autocast`; the caller sets its
     `float32_mode` (`fit`: around the whole epoch, backward and optimiser steps included)."""
-    model, optimizer = learner.model, learner.optimizer
+    model, optimizer, shards = learner.model, learner.optimizer, learner.shards
     model.train()
+    processes.epoch_seed(shards, params.seed, epoch)
     # hardest negatives from the start can collapse every embedding onto one point (the loss sticks at
     # 2·B·margin); a warm-up on the sum over negatives avoids it (VSE∞; CHAN's one warm-up epoch)
     margin, max_violation = model.hinge(params.margin, params.max_violation)
@@ -151,19 +165,28 @@ def train_epoch(learner: Learner, data: TrainingData, params: TrainParams, epoch
         params.max_caption_words,
         model.reads_characters,
         device=learner.device,
+        shards=shards,
     )
-    steps = n_batches(data.train, params.batch_size)
+    steps = n_batches(data.train, params.batch_size, shards)
     sums: dict[str, float] = {}
-    bar = progress(batches, total=steps, desc=f"epoch {epoch + 1}/{params.epochs}", unit="batch")
+    bar = progress(
+        batches,
+        total=steps,
+        desc=f"epoch {epoch + 1}/{params.epochs}",
+        unit="batch",
+        disable=None if learner.leader else True,
+    )
     for images, captions in bar:
-        with autocast(params.precision, learner.device):  # bf16: the forward and the loss, never the backward
+        # bf16: the forward and the loss, never the backward; several processes: the global batch's loss, shared
+        with autocast(params.precision, learner.device), sharded(shards):
             losses = model.loss(images, captions, criterion)  # on the device already
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
+        processes.reduce_gradients(shards, model.parameters())
         if params.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
         optimizer.step()
-        values = {key: float(value.detach()) for key, value in losses.items()}
+        values = processes.summed(shards, losses)
         for key, value in values.items():
             sums[key] = sums.get(key, 0.0) + value
         bar.set_postfix(loss=f"{values['loss']:.3f}")
@@ -236,6 +259,10 @@ def fit(
         lr = learner.optimizer.param_groups[0]["lr"]
         with float32_mode(params.precision):
             losses = train_epoch(learner, data, params, epoch)
+        if not learner.leader:  # the others wait while the first validates and checkpoints
+            done = Progress(epoch + 1)
+            processes.barrier(learner.shards)
+            continue
         val = validate(learner, data, budget)
         row = {"epoch": epoch + 1, "lr": lr, **{f"loss_{k}": v for k, v in losses.items()}}
         row.update({f"{VAL}{k}": v for k, v in val.items()})
@@ -244,7 +271,10 @@ def fit(
         improved = score > done.best_score
         done = Progress(epoch + 1, score if improved else done.best_score, [*done.history, row])
         save(learner, done, outputs, data.vocab, val if improved else None)
+        processes.barrier(learner.shards)
         on_epoch(row)
-    if done.history and not outputs.history.exists():  # resumed a finished run whose history file was removed
+    if (
+        done.history and learner.leader and not outputs.history.exists()
+    ):  # resumed a finished run whose history file was removed
         write_text(outputs.history, _history_csv(done.history))
     return done.history
