@@ -5,14 +5,10 @@ writes to tmp_path."""
 
 from __future__ import annotations
 
-import json
 import logging
 import multiprocessing
-import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +33,7 @@ from stacmr.tracking import (
     tracking_uri,
 )
 from stacmr.workspace import repo_root
+from tests.helpers.mlflow_server import get, post, serving
 
 
 @pytest.fixture(autouse=True)
@@ -342,25 +339,6 @@ def test_checkpoint_run_is_the_newest_run_of_that_checkpoint(
     assert _infos(caplog)[-1].startswith("no MLflow run of checkpoint cccccccccccc in sqlite:///")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return json.load(response)
-
-
-def _post(url: str, body: dict) -> dict:
-    request = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.load(response)
-
-
 STEPS = 4  # metric steps of the run the UI shows
 
 
@@ -386,50 +364,18 @@ def mlflow_ui(tmp_path_factory: pytest.TempPathFactory):
     assert tracker.run_id is not None and (repo / "mlflow.db").exists()
     experiment_id = MlflowClient(tracking_uri=f"sqlite:///{repo}/mlflow.db").get_run(tracker.run_id).info.experiment_id
 
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # no job runner (huey) processes for a read-only check
-    log_path = tmp / "mlflow-ui.log"
-    with open(log_path, "wb") as server_log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-            cwd=repo,
-            env=env,
-            stdout=server_log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert server.poll() is None, f"mlflow ui exited:\n{log_path.read_text()}"
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"mlflow ui did not come up in 60 s:\n{log_path.read_text()}"
-            time.sleep(0.5)
+    with serving(["ui"], repo, tmp / "mlflow-ui.log") as base:
         yield base, experiment_id, tracker.run_id
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
 
 
 @pytest.mark.slow
 def test_plain_mlflow_ui_from_the_repo_root_shows_the_run(mlflow_ui) -> None:
     base, experiment_id, run_id = mlflow_ui
     api = f"{base}/api/2.0/mlflow"
-    experiment = _get(f"{api}/experiments/get-by-name?experiment_name=stacmr-ui")["experiment"]
+    experiment = get(f"{api}/experiments/get-by-name?experiment_name=stacmr-ui")["experiment"]
     assert experiment["experiment_id"] == experiment_id
     assert {t["key"]: t["value"] for t in experiment["tags"]}[EXPERIMENT_KIND[0]] == EXPERIMENT_KIND[1]
-    (run,) = _post(f"{api}/runs/search", {"experiment_ids": [experiment_id]})["runs"]
+    (run,) = post(f"{api}/runs/search", {"experiment_ids": [experiment_id]})["runs"]
     assert run["info"]["run_id"] == run_id
     assert run["info"]["status"] == "FINISHED"
     assert {p["key"]: p["value"] for p in run["data"]["params"]} == {"optim.lr": "0.5"}
@@ -439,7 +385,7 @@ def test_plain_mlflow_ui_from_the_repo_root_shows_the_run(mlflow_ui) -> None:
     }
     assert {t["key"]: t["value"] for t in run["data"]["tags"]}["dvc_stage"] == "train"
     query = urllib.parse.urlencode({"run_id": run_id})
-    assert [f["path"] for f in _get(f"{api}/artifacts/list?{query}")["files"]] == ["history.json"]
+    assert [f["path"] for f in get(f"{api}/artifacts/list?{query}")["files"]] == ["history.json"]
 
 
 @pytest.mark.slow
