@@ -4,16 +4,16 @@ computes across them.
 Under `torchrun` each of N processes holds a contiguous share of the global batch of B pairs. The loss is kept the
 loss of the global batch, so N processes give the loss and gradients of one process with batch B:
 
-- `all_gathered`: the embeddings of the whole batch, all-gathered with their gradients (`torch.distributed.nn`), so the
-  hinge takes its negatives from all B pairs, in the global batch's order;
+- `all_gathered`: the embeddings of the whole batch, all-gathered with their gradients, so the hinge takes its
+  negatives from all B pairs, in the global batch's order;
 - `share`: a loss term every process computes whole (the hinge on the gathered batch) counts 1/N on each, and the
   all-gather's backward sums the N shares' gradients into each process's own embeddings;
 - `global_sum`: a sum over the global batch (batch-norm statistics, the number of target words a mean divides by), an
   all-reduce whose backward is one too.
 
 So each process's loss is its share, the shares sum to the one-process loss, and the gradients of the parameters are
-summed over the processes (`Processes.reduce_gradients`). One process (`SINGLE`, the default) computes exactly what
-the model computed before sharding existed: each function returns its input itself.
+summed over the processes (`stacmr.training.processes.reduce_gradients`). One process (`SINGLE`, the default)
+computes exactly what the model computed before sharding existed: each function returns its input itself.
 
 The shards in force are set by the training loop around a forward (`sharded`); a model never holds them.
 """
