@@ -32,7 +32,7 @@ def grid_seconds(folder: Path, jobs: int) -> tuple[float, int]:
     stages = [s for s in run(["dvc", "stage", "list", "--name-only"], folder, env).split() if s.startswith(TRAININGS)]
     experiments = {stage.replace("@", "-"): [stage] for stage in stages}
     started = time.monotonic()
-    statuses = run_queue(folder, env, experiments, jobs)
+    statuses, _ = run_queue(folder, env, experiments, jobs)
     seconds = time.monotonic() - started
     if set(statuses.values()) != {"Success"}:
         raise SystemExit(f"queue with {jobs} workers: {statuses}")

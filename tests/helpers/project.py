@@ -4,6 +4,7 @@ working tree's tracked and unignored files (uncommitted edits count), its params
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,19 +78,27 @@ def make_project(dest: Path) -> dict[str, str]:
     return env
 
 
-def run_queue(root: Path, env: dict[str, str], experiments: dict[str, list[str]], jobs: int) -> dict[str, str]:
+def run_queue(
+    root: Path, env: dict[str, str], experiments: dict[str, list[str]], jobs: int
+) -> tuple[dict[str, str], int]:
     """Queue `experiments` (name → the stages it reproduces) in the project at `root` and run them on `jobs` queue
     workers (`dvc queue start -j`), with the MLflow store created first, as the README says; waits for the queue to
-    empty and returns each experiment's status as `dvc queue status` gives it (Success, Failed)."""
+    empty. Returns each experiment's status as `dvc queue status` gives it (Success, Failed) and the most workers
+    it saw running an experiment at once."""
     run(["mlflow", "db", "upgrade", f"sqlite:///{root}/mlflow.db"], root, env)  # before the workers start
     for name, targets in experiments.items():
         run(["dvc", "exp", "run", "--queue", "--name", name, *targets], root, env)
-    run(["dvc", "queue", "start", "--jobs", str(jobs)], root, env)
-    deadline = time.monotonic() + 1800
+    # the workers it starts keep its stdout and stderr open: not pipes, which a caller would read until they end
+    start = ["dvc", "queue", "start", "--jobs", str(jobs)]
+    subprocess.run(start, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    deadline, most_active = time.monotonic() + 1800, 0
     while True:
-        rows = [line.split() for line in run(["dvc", "queue", "status"], root, env).splitlines()]
+        shown = run(["dvc", "queue", "status"], root, env)
+        rows = [line.split() for line in shown.splitlines()]
         statuses = {row[1]: row[-1] for row in rows if len(row) >= 4 and row[1] in experiments}
+        if active := re.search(r"Worker status: (\d+) active", shown):
+            most_active = max(most_active, int(active.group(1)))
         if len(statuses) == len(experiments) and not {"Queued", "Running"} & set(statuses.values()):
-            return statuses
+            return statuses, most_active
         assert time.monotonic() < deadline, f"the queue did not finish in 30 min: {statuses}"
-        time.sleep(2)
+        time.sleep(1)
