@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,17 +22,12 @@ from stacmr.models.shards import SINGLE, Shards
 from stacmr.training import processes
 from stacmr.training.checkpoint import BestCheckpoint, LastCheckpoint, load_checkpoint
 from tests.helpers.distributed import FAMILIES, make_training_store, run_steps, worker
+from tests.helpers.loopback import free_port
 from tests.helpers.params import shrink
 from tests.helpers.stages import train_argv
 
 TOLERANCE = 1e-5  # the bound on the difference in loss, gradients and parameters
 NOISE = 1e-7  # a gradient below it is float32 rounding noise (the other gradients of these models are > 1e-4)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

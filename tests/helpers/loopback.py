@@ -1,9 +1,10 @@
-"""Loopback HTTP servers for the download tests (127.0.0.1 only)."""
+"""Loopback servers for the tests (127.0.0.1 only): HTTP servers for the download tests, a free port."""
 
 from __future__ import annotations
 
 import contextlib
 import http.server
+import socket
 import threading
 from collections.abc import Iterator
 
@@ -18,3 +19,10 @@ def serving(httpd: http.server.HTTPServer) -> Iterator[str]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
